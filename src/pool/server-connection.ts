@@ -1,0 +1,365 @@
+import net from 'node:net';
+import tls from 'node:tls';
+import { readFileSync } from 'node:fs';
+import { Backend, TxStatus } from '../protocol/codes.js';
+import { Framer, typeSet, type FrameHandler } from '../protocol/framer.js';
+import { Outbox } from '../protocol/outbox.js';
+import { cstringEnd, parseErrorFields, readCString } from '../protocol/read.js';
+import { sslRequest, startupMessage, TERMINATE } from '../protocol/messages.js';
+import { PgError, SqlState } from '../protocol/sqlstate.js';
+import { authenticateToBackend } from './backend-auth.js';
+import { PendingRequests, Request, SIMPLE, SKIP, SYNTHETIC } from './pending.js';
+import { CLOSE_COMPLETE, PARSE_COMPLETE } from '../protocol/messages.js';
+
+/** Whoever holds the server connection right now (a client session) hears about its responses. */
+export interface ServerOwner {
+  /** Server bytes to pass to the client untouched. */
+  forward(buf: Buffer, start: number, end: number): void;
+  /** A response the proxy makes itself, in order with the server's. */
+  inject(buf: Buffer): void;
+  /** ReadyForQuery went by; the owner decides whether to give the connection back. */
+  ready(status: number): void;
+  /** The server reported a session parameter change while the owner held it. */
+  parameter(name: string, value: string): void;
+  /** The server connection died while held. */
+  lost(err: PgError): void;
+  /** The server's socket buffer is full (true) or drained (false): stop or resume reading the client. */
+  serverBackpressure(full: boolean): void;
+  /** A request the proxy made on its own failed (logged, not shown to the client). */
+  proxyRequestFailed(code: string, message: string): void;
+}
+
+export interface ServerEndpoint {
+  host: string;
+  port: number;
+  user: string;
+  password?: string;
+  database: string;
+  tls: { mode: 'disable' | 'prefer' | 'require' | 'verify-full'; ca?: string };
+  connectTimeout: number;
+  /** Extra startup parameters (application_name etc.). */
+  params?: Record<string, string>;
+}
+
+type State = 'connecting' | 'ready' | 'closed';
+
+/** Server messages that may stream through in pieces instead of being held whole. */
+const STREAMABLE = typeSet(Backend.DataRow, Backend.CopyData, Backend.NoticeResponse, Backend.FunctionCallResponse);
+
+let nextId = 1;
+
+/** One connection to a Postgres server: startup and auth, then framing and response bookkeeping. */
+export class ServerConnection implements FrameHandler {
+  readonly id = nextId++;
+  readonly params = new Map<string, string>();
+  readonly pending = new PendingRequests();
+  /** Server-side prepared statement names, oldest use first. */
+  readonly prepared = new Map<string, true>();
+  backendPid = 0;
+  backendSecret = 0;
+  txStatus: number = TxStatus.Idle;
+  owner: ServerOwner | null = null;
+  lastUsed = Date.now();
+  readonly createdAt = Date.now();
+  private state: State = 'connecting';
+  private readonly framer = new Framer(this, STREAMABLE);
+  private readonly out: Outbox;
+  /** Whether the parts of the large message in flight go to the owner. */
+  private largeForward = false;
+  private closeListeners: ((err?: Error) => void)[] = [];
+
+  private constructor(
+    private socket: net.Socket,
+    readonly endpoint: ServerEndpoint,
+  ) {
+    this.out = new Outbox(socket, () => this.onOutFull());
+  }
+
+  static async connect(ep: ServerEndpoint): Promise<ServerConnection> {
+    const deadline = Date.now() + ep.connectTimeout;
+    let socket = await openSocket(ep, ep.connectTimeout);
+    try {
+      socket = await negotiateTls(socket, ep, deadline);
+      const startupParams: Record<string, string> = { user: ep.user, database: ep.database, ...ep.params };
+      socket.write(startupMessage(startupParams));
+      const result = await authenticateToBackend(socket, ep, deadline);
+      const conn = new ServerConnection(socket, ep);
+      for (const [k, v] of result.params) conn.params.set(k, v);
+      conn.backendPid = result.pid;
+      conn.backendSecret = result.secret;
+      conn.start(result.rest);
+      return conn;
+    } catch (err) {
+      socket.destroy();
+      throw err;
+    }
+  }
+
+  private start(rest: Buffer): void {
+    this.state = 'ready';
+    this.socket.setNoDelay(true);
+    this.socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    this.socket.on('close', () => this.onClosed(new PgError(SqlState.ConnectionFailure, `server connection to ${this.endpoint.host}:${this.endpoint.port} closed`, 'FATAL')));
+    this.socket.on('error', () => undefined);
+    this.socket.on('drain', () => this.owner?.serverBackpressure(false));
+    if (rest.length > 0) this.onData(rest);
+  }
+
+  private onOutFull(): void {
+    this.owner?.serverBackpressure(true);
+  }
+
+  get isClosed(): boolean {
+    return this.state === 'closed';
+  }
+
+  /** Nothing outstanding and not inside a transaction: can go back to the pool. */
+  get isIdle(): boolean {
+    return this.pending.length === 0 && this.txStatus === TxStatus.Idle;
+  }
+
+  onClose(listener: (err?: Error) => void): void {
+    this.closeListeners.push(listener);
+  }
+
+  attach(owner: ServerOwner): void {
+    this.owner = owner;
+    this.lastUsed = Date.now();
+  }
+
+  detach(): void {
+    this.owner = null;
+    this.lastUsed = Date.now();
+    if (this.socket.isPaused()) this.socket.resume();
+  }
+
+  send(buf: Buffer, start: number, end: number): void {
+    this.out.slice(buf, start, end);
+  }
+
+  sendOwned(buf: Buffer): void {
+    this.out.push(buf);
+  }
+
+  /** Write what is queued now (before a pool hands the connection on, for instance). */
+  flush(): void {
+    this.out.flush();
+  }
+
+  /** Stop reading responses while the client cannot take them. */
+  pauseInput(): void {
+    this.socket.pause();
+  }
+
+  resumeInput(): void {
+    this.socket.resume();
+  }
+
+  /** A request the proxy answers itself; if it is next in line, answer now. */
+  pushSynthetic(kind: typeof Request.Parse | typeof Request.Close): void {
+    this.pending.push(kind, SYNTHETIC);
+    if (this.pending.length === 1) this.drainSynthetic();
+  }
+
+  close(): void {
+    if (this.state === 'closed') return;
+    if (!this.socket.destroyed && this.socket.writable) this.socket.end(TERMINATE);
+    this.socket.destroy();
+    this.onClosed();
+  }
+
+  private onClosed(err?: PgError): void {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    this.socket.destroy();
+    const owner = this.owner;
+    this.owner = null;
+    if (owner && err) owner.lost(err);
+    for (const l of this.closeListeners) l(err);
+    this.closeListeners = [];
+  }
+
+  private onData(chunk: Buffer): void {
+    try {
+      this.framer.push(chunk);
+    } catch (err) {
+      this.onClosed(err instanceof PgError ? err : new PgError(SqlState.ProtocolViolation, String(err), 'FATAL'));
+    }
+  }
+
+  // ---- FrameHandler: every server message lands here ----
+
+  message(type: number, buf: Buffer, start: number, end: number): void {
+    const owner = this.owner;
+    if (owner === null) {
+      this.idleMessage(type, buf, start, end);
+      return;
+    }
+    const pending = this.pending;
+    const head = pending.headKind();
+    const skip = (pending.headFlags() & SKIP) !== 0;
+    switch (type) {
+      case Backend.ParseComplete:
+      case Backend.BindComplete:
+      case Backend.CloseComplete:
+      case Backend.NoData:
+        this.complete(owner, skip, buf, start, end);
+        return;
+      case Backend.RowDescription:
+        if (head === Request.Describe) this.complete(owner, skip, buf, start, end);
+        else if (!skip) owner.forward(buf, start, end);
+        return;
+      case Backend.CommandComplete:
+      case Backend.EmptyQueryResponse:
+      case Backend.PortalSuspended:
+        if (head === Request.Execute) this.complete(owner, skip, buf, start, end);
+        else if (!skip) owner.forward(buf, start, end);
+        return;
+      case Backend.ErrorResponse:
+        this.errorResponse(owner, head, skip, buf, start, end);
+        return;
+      case Backend.ReadyForQuery:
+        this.txStatus = buf[start + 5];
+        this.complete(owner, skip, buf, start, end);
+        owner.ready(this.txStatus);
+        return;
+      case Backend.ParameterStatus: {
+        const nameEnd = cstringEnd(buf, start + 5, end);
+        if (nameEnd !== -1) {
+          const name = buf.toString('utf8', start + 5, nameEnd - 1);
+          const value = readCString(buf, nameEnd, end) ?? '';
+          this.params.set(name, value);
+          if (!skip) owner.parameter(name, value);
+        }
+        if (!skip) owner.forward(buf, start, end);
+        return;
+      }
+      default:
+        if (!skip) owner.forward(buf, start, end);
+    }
+  }
+
+  largeStart(_type: number, _total: number, head: Buffer): void {
+    this.largeForward = this.owner !== null && (this.pending.headFlags() & SKIP) === 0;
+    if (this.largeForward) this.owner!.forward(head, 0, head.length);
+  }
+
+  largePart(buf: Buffer, start: number, end: number): void {
+    if (this.largeForward && this.owner) this.owner.forward(buf, start, end);
+  }
+
+  private complete(owner: ServerOwner, skip: boolean, buf: Buffer, start: number, end: number): void {
+    if (!skip) owner.forward(buf, start, end);
+    this.pending.shift();
+    this.drainSynthetic();
+  }
+
+  private errorResponse(owner: ServerOwner, head: number, skip: boolean, buf: Buffer, start: number, end: number): void {
+    const flags = this.pending.headFlags();
+    if ((flags & SIMPLE) !== 0 || head === Request.Sync || head === 0) {
+      // Inside a simple Query (ReadyForQuery ends it) or outside any request (e.g. FATAL before close).
+      if (!skip || head === 0) owner.forward(buf, start, end);
+      else this.reportSwallowed(owner, buf, start, end);
+      return;
+    }
+    // Extended protocol: the server now ignores everything up to the next Sync.
+    const failedParse = head === Request.Parse ? this.pending.headName() : undefined;
+    if (failedParse !== undefined) this.prepared.delete(failedParse);
+    if (!skip || head === Request.Parse) owner.forward(buf, start, end);
+    else this.reportSwallowed(owner, buf, start, end);
+    while (this.pending.length > 0 && this.pending.headKind() !== Request.Sync) this.pending.shift();
+  }
+
+  private reportSwallowed(owner: ServerOwner, buf: Buffer, start: number, end: number): void {
+    const f = parseErrorFields(buf, start + 5, end);
+    owner.proxyRequestFailed(f.get('C') ?? SqlState.InternalError, f.get('M') ?? 'unknown error');
+  }
+
+  /** Answer proxy-made requests that are now at the head of the queue. */
+  private drainSynthetic(): void {
+    const owner = this.owner;
+    while (owner !== null && this.pending.length > 0 && (this.pending.headFlags() & SYNTHETIC) !== 0) {
+      owner.inject(this.pending.headKind() === Request.Parse ? PARSE_COMPLETE : CLOSE_COMPLETE);
+      this.pending.shift();
+    }
+  }
+
+  private idleMessage(type: number, buf: Buffer, start: number, end: number): void {
+    if (type === Backend.ErrorResponse) {
+      const f = parseErrorFields(buf, start + 5, end);
+      this.onClosed(new PgError(f.get('C') ?? SqlState.ConnectionFailure, f.get('M') ?? 'server error', 'FATAL'));
+    } else if (type === Backend.ParameterStatus) {
+      const nameEnd = cstringEnd(buf, start + 5, end);
+      if (nameEnd !== -1) this.params.set(buf.toString('utf8', start + 5, nameEnd - 1), readCString(buf, nameEnd, end) ?? '');
+    }
+  }
+}
+
+function openSocket(ep: ServerEndpoint, timeout: number): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ host: ep.host, port: ep.port });
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new PgError(SqlState.ConnectionUnableToConnect, `could not connect to server ${ep.host}:${ep.port}: timed out after ${timeout} ms`));
+    }, timeout);
+    socket.once('connect', () => {
+      clearTimeout(timer);
+      socket.removeAllListeners('error');
+      socket.on('error', () => undefined);
+      resolve(socket);
+    });
+    socket.once('error', (err) => {
+      clearTimeout(timer);
+      reject(new PgError(SqlState.ConnectionUnableToConnect, `could not connect to server ${ep.host}:${ep.port}: ${err.message}`));
+    });
+  });
+}
+
+async function negotiateTls(socket: net.Socket, ep: ServerEndpoint, deadline: number): Promise<net.Socket> {
+  if (ep.tls.mode === 'disable') return socket;
+  socket.write(sslRequest());
+  const answer = await readOneByte(socket, deadline);
+  if (answer !== 0x53) {
+    if (ep.tls.mode === 'prefer') return socket;
+    throw new PgError(SqlState.ConnectionUnableToConnect, `server ${ep.host}:${ep.port} does not support TLS but backends.tls.mode is ${ep.tls.mode}`);
+  }
+  return new Promise((resolve, reject) => {
+    const secure = tls.connect({
+      socket,
+      servername: net.isIP(ep.host) ? undefined : ep.host,
+      rejectUnauthorized: ep.tls.mode === 'verify-full',
+      ca: ep.tls.ca ? readFileSync(ep.tls.ca) : undefined,
+    });
+    secure.once('secureConnect', () => {
+      secure.removeAllListeners('error');
+      secure.on('error', () => undefined);
+      resolve(secure);
+    });
+    secure.once('error', (err) => reject(new PgError(SqlState.ConnectionUnableToConnect, `TLS to server ${ep.host}:${ep.port} failed: ${err.message}`)));
+  });
+}
+
+function readOneByte(socket: net.Socket, deadline: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      cleanup();
+      reject(new PgError(SqlState.ConnectionUnableToConnect, 'timed out waiting for the server to answer the TLS request'));
+    }, Math.max(0, deadline - Date.now()));
+    const onData = (chunk: Buffer): void => {
+      cleanup();
+      if (chunk.length > 1) socket.unshift(chunk.subarray(1));
+      resolve(chunk[0]);
+    };
+    const onClose = (): void => {
+      cleanup();
+      reject(new PgError(SqlState.ConnectionUnableToConnect, 'server closed the connection during the TLS request'));
+    };
+    const cleanup = (): void => {
+      clearTimeout(timer);
+      socket.off('data', onData);
+      socket.off('close', onClose);
+    };
+    socket.on('data', onData);
+    socket.once('close', onClose);
+  });
+}
