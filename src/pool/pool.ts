@@ -1,0 +1,192 @@
+import type { Logger } from 'pino';
+import { query } from '../protocol/messages.js';
+import { PgError, SqlState } from '../protocol/sqlstate.js';
+import { Request, SIMPLE, SKIP } from './pending.js';
+import { ServerConnection, type ServerEndpoint, type ServerOwner } from './server-connection.js';
+
+export interface PoolSettings {
+  size: number;
+  queueTimeout: number;
+  idleTimeout: number;
+}
+
+export type AcquireCallback = (err: PgError | null, conn: ServerConnection | null) => void;
+
+interface Waiter {
+  cb: AcquireCallback;
+  timer: NodeJS.Timeout;
+  since: number;
+}
+
+/** Server connections to one (backend, database, user), handed out one client at a time. */
+export class Pool {
+  private readonly idle: ServerConnection[] = [];
+  private readonly all = new Set<ServerConnection>();
+  private readonly waiters: Waiter[] = [];
+  private connecting = 0;
+  /** ParameterStatus values of the first server connection, shown to clients at login. */
+  serverParams: Map<string, string> | null = null;
+  /** No new checkouts (config reload moved this pool's backend, or shutdown). */
+  retired = false;
+
+  constructor(
+    readonly key: string,
+    readonly endpoint: ServerEndpoint,
+    public settings: PoolSettings,
+    private readonly log: Logger,
+  ) {}
+
+  get stats(): { total: number; idle: number; active: number; waiting: number; connecting: number } {
+    return { total: this.all.size, idle: this.idle.length, active: this.all.size - this.idle.length, waiting: this.waiters.length, connecting: this.connecting };
+  }
+
+  /** Hands over a server connection now when one is idle, else queues the caller. Returns a cancel function. */
+  acquire(cb: AcquireCallback): () => void {
+    if (this.retired) {
+      cb(new PgError(SqlState.CannotConnectNow, `pool ${this.key} is shutting down`), null);
+      return noop;
+    }
+    const conn = this.idle.pop();
+    if (conn !== undefined) {
+      cb(null, conn);
+      return noop;
+    }
+    const waiter: Waiter = {
+      cb,
+      since: Date.now(),
+      timer: setTimeout(() => {
+        this.removeWaiter(waiter);
+        cb(new PgError(SqlState.QueryCanceled, `no server connection became free within ${this.settings.queueTimeout} ms (pool ${this.key}: ${this.all.size} of ${this.settings.size} in use)`, 'ERROR', undefined, 'raise pool.size or pool.queueTimeout, or shorten the transactions that hold connections'), null);
+      }, this.settings.queueTimeout),
+    };
+    this.waiters.push(waiter);
+    this.grow();
+    return () => {
+      if (this.removeWaiter(waiter)) clearTimeout(waiter.timer);
+    };
+  }
+
+  /** Give a connection back. `reset` runs DISCARD ALL first (session mode). */
+  release(conn: ServerConnection, reset = false): void {
+    conn.detach();
+    if (conn.isClosed) return;
+    if (this.retired || !conn.isIdle) {
+      this.destroy(conn);
+      return;
+    }
+    if (reset) {
+      this.resetThenRelease(conn);
+      return;
+    }
+    const waiter = this.waiters.shift();
+    if (waiter !== undefined) {
+      clearTimeout(waiter.timer);
+      waiter.cb(null, conn);
+      return;
+    }
+    this.idle.push(conn);
+  }
+
+  destroy(conn: ServerConnection): void {
+    conn.close();
+    this.forget(conn);
+  }
+
+  /** Close idle connections unused for longer than idleTimeout. */
+  reapIdle(now = Date.now()): void {
+    for (let i = this.idle.length - 1; i >= 0; i--) {
+      const conn = this.idle[i];
+      if (now - conn.lastUsed > this.settings.idleTimeout) {
+        this.idle.splice(i, 1);
+        this.destroy(conn);
+      }
+    }
+  }
+
+  /** Stop handing out connections; close idle ones now and busy ones when they come back. */
+  retire(): void {
+    this.retired = true;
+    for (const w of this.waiters.splice(0)) {
+      clearTimeout(w.timer);
+      w.cb(new PgError(SqlState.AdminShutdown, `pool ${this.key} was closed`), null);
+    }
+    for (const conn of this.idle.splice(0)) this.destroy(conn);
+  }
+
+  closeAll(): void {
+    this.retire();
+    for (const conn of [...this.all]) this.destroy(conn);
+  }
+
+  /** Number of connections held by clients. */
+  get busy(): number {
+    return this.all.size - this.idle.length;
+  }
+
+  private grow(): void {
+    while (this.waiters.length > this.connecting && this.all.size + this.connecting < this.settings.size) {
+      this.connecting++;
+      ServerConnection.connect(this.endpoint).then(
+        (conn) => {
+          this.connecting--;
+          if (this.retired) {
+            conn.close();
+            return;
+          }
+          this.all.add(conn);
+          this.serverParams ??= new Map(conn.params);
+          conn.onClose(() => this.forget(conn));
+          this.release(conn);
+        },
+        (err: unknown) => {
+          this.connecting--;
+          const pgErr = err instanceof PgError ? err : new PgError(SqlState.ConnectionUnableToConnect, String(err));
+          this.log.warn({ pool: this.key, err: pgErr.message }, 'server connection failed');
+          // The backend is unreachable or refuses us: everyone waiting would fail the same way.
+          for (const w of this.waiters.splice(0)) {
+            clearTimeout(w.timer);
+            w.cb(pgErr, null);
+          }
+        },
+      );
+    }
+  }
+
+  private forget(conn: ServerConnection): void {
+    this.all.delete(conn);
+    const i = this.idle.indexOf(conn);
+    if (i !== -1) this.idle.splice(i, 1);
+    if (this.waiters.length > 0 && !this.retired) this.grow();
+  }
+
+  private removeWaiter(w: Waiter): boolean {
+    const i = this.waiters.indexOf(w);
+    if (i === -1) return false;
+    this.waiters.splice(i, 1);
+    return true;
+  }
+
+  private resetThenRelease(conn: ServerConnection): void {
+    const pool = this;
+    const owner: ServerOwner = {
+      forward: noop,
+      inject: noop,
+      parameter: noop,
+      serverBackpressure: noop,
+      lost: noop,
+      proxyRequestFailed(code, message) {
+        pool.log.warn({ pool: pool.key, code, message }, 'DISCARD ALL failed; closing the server connection');
+        pool.destroy(conn);
+      },
+      ready() {
+        if (conn.pending.length === 0) pool.release(conn);
+      },
+    };
+    conn.attach(owner);
+    conn.prepared.clear();
+    conn.pending.push(Request.Sync, SKIP | SIMPLE);
+    conn.sendOwned(query('DISCARD ALL'));
+  }
+}
+
+function noop(): void {}

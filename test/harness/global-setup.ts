@@ -1,0 +1,56 @@
+import { mkdtemp } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import type { TestProject } from 'vitest/node';
+import { startEmbeddedPostgres } from '../../src/backend/embedded.js';
+import { APP_ROLE } from './app-role.js';
+import { freePort } from './ports.js';
+
+export interface PostgresInfo {
+  host: string;
+  port: number;
+  user: string;
+  password: string;
+}
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    postgres: PostgresInfo;
+  }
+}
+
+/** One throwaway Postgres shared by all test files of the run. */
+export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  // The temp dir itself is the data dir: the library chowns it to the
+  // postgres user when running as root (its mkdtemp mode 0700 would otherwise
+  // lock that user out) and deletes it at stop() since it is not persistent.
+  const dataDir = await mkdtemp(path.join(os.tmpdir(), 'pgtenant-test-pg-'));
+  const server = await startEmbeddedPostgres({
+    dataDir,
+    port: await freePort(),
+    user: 'postgres',
+    password: 'postgres',
+    persistent: false,
+  });
+  const info: PostgresInfo = { host: server.host, port: server.port, user: server.user, password: server.password };
+  try {
+    await createAppRole(info);
+  } catch (err) {
+    await server.stop();
+    throw err;
+  }
+  project.provide('postgres', info);
+  return () => server.stop();
+}
+
+async function createAppRole(info: PostgresInfo): Promise<void> {
+  const client = new pg.Client({ ...info, database: 'postgres' });
+  await client.connect();
+  try {
+    await client.query(`CREATE ROLE ${APP_ROLE.user} LOGIN PASSWORD '${APP_ROLE.password}' NOSUPERUSER NOCREATEDB NOCREATEROLE`);
+    await client.query(`CREATE DATABASE ${APP_ROLE.database} OWNER ${APP_ROLE.user}`);
+  } finally {
+    await client.end();
+  }
+}
