@@ -229,7 +229,8 @@ export class ServerConnection implements FrameHandler {
           const name = buf.toString('utf8', start + 5, nameEnd - 1);
           const value = readCString(buf, nameEnd, end) ?? '';
           this.params.set(name, value);
-          if (!skip) owner.parameter(name, value);
+          // Even for the proxy's own SETs: the client adopts the server's normalized spelling.
+          owner.parameter(name, value);
         }
         if (!skip) owner.forward(buf, start, end);
         return;

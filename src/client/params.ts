@@ -1,0 +1,51 @@
+/** Session parameters a client may set that pgtenant carries across pooled server connections. */
+
+/** Canonical spelling of GUCs the server reports in ParameterStatus (names are case-insensitive). */
+const CANONICAL = new Map<string, string>([
+  ['client_encoding', 'client_encoding'],
+  ['datestyle', 'DateStyle'],
+  ['timezone', 'TimeZone'],
+  ['intervalstyle', 'IntervalStyle'],
+  ['application_name', 'application_name'],
+  ['standard_conforming_strings', 'standard_conforming_strings'],
+  ['search_path', 'search_path'],
+]);
+
+/** Reported by the server but fixed for the connection: never replayed. */
+const SERVER_OWNED = new Set(['server_version', 'server_encoding', 'integer_datetimes', 'is_superuser', 'session_authorization', 'in_hot_standby', 'default_transaction_read_only', 'scram_iterations']);
+
+/** Startup keys that are not settings. */
+const NOT_SETTINGS = new Set(['user', 'database', 'options', 'replication']);
+
+/** Settings a client may not choose for itself: they would change who it is on a shared server connection. */
+export const FORBIDDEN_SETTINGS = new Set(['role', 'session_authorization']);
+
+export function canonicalName(name: string): string {
+  const lower = name.toLowerCase();
+  return CANONICAL.get(lower) ?? lower;
+}
+
+/** Whether a ParameterStatus from the server reflects a choice of the client that must follow it to other server connections. */
+export function isClientParameter(name: string): boolean {
+  return !SERVER_OWNED.has(name);
+}
+
+/** Startup parameters (options already expanded) → settings to keep for the client. */
+export function settingsFromStartup(params: Map<string, string>, options: Map<string, string>): Map<string, string> {
+  const settings = new Map<string, string>();
+  for (const [k, v] of params) if (!NOT_SETTINGS.has(k) && !SERVER_OWNED.has(k)) settings.set(canonicalName(k), v);
+  for (const [k, v] of options) settings.set(canonicalName(k), v);
+  return settings;
+}
+
+const quoteIdent = (s: string): string => '"' + s.replace(/"/g, '""') + '"';
+const quoteLiteral = (s: string): string => "'" + s.replace(/'/g, "''") + "'";
+
+/** SET statements that bring a server connection's settings to what the client expects; '' when they match. */
+export function settingsDiff(wanted: Map<string, string>, server: Map<string, string>): string {
+  let sql = '';
+  for (const [k, v] of wanted) {
+    if (server.get(k) !== v) sql += `SET ${quoteIdent(k)} TO ${quoteLiteral(v)};`;
+  }
+  return sql;
+}

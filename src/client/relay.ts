@@ -1,0 +1,343 @@
+import { Frontend, Target, TxStatus } from '../protocol/codes.js';
+import { commandComplete, query, readyForQuery } from '../protocol/messages.js';
+import { cstringEnd } from '../protocol/read.js';
+import { PgError, SqlState } from '../protocol/sqlstate.js';
+import { Request, SIMPLE, SKIP } from '../pool/pending.js';
+import type { Pool } from '../pool/pool.js';
+import { ensurePrepared, globalizeParse, parseOnServer, renameStatement, type PreparedStatement } from '../pool/prepared.js';
+import type { ServerConnection } from '../pool/server-connection.js';
+import { settingsDiff } from './params.js';
+import type { ClientSession } from './session.js';
+
+/** A client message held while no server connection is free; views into socket chunks, not copies. */
+interface Held {
+  kind: 'message' | 'largeStart' | 'largePart';
+  type: number;
+  buf: Buffer;
+  start: number;
+  end: number;
+  total: number;
+  last: boolean;
+}
+
+/** Above this many bytes held while waiting for a server, stop reading the client. */
+const HELD_LIMIT = 1 << 20;
+
+/** DISCARD ALL / DEALLOCATE … that pgtenant answers itself when the client holds no server. */
+const LOCAL_STATEMENT = /^\s*(discard\s+all|deallocate\s+(?:prepare\s+)?(all|"(?:[^"]|"")+"|[a-z_][a-z0-9_$]*))\s*;?\s*$/i;
+
+/**
+ * Carries one client's messages to server connections: checks one out when the client starts
+ * something, gives it back at ReadyForQuery 'I' with nothing outstanding (transaction mode), and
+ * maps the client's named prepared statements onto pool-wide ones.
+ */
+export class TransactionRelay {
+  private held: Held[] = [];
+  private heldBytes = 0;
+  private pausedForHeld = false;
+  private cancelCheckout: (() => void) | null = null;
+  /** Parts of a large client message still to come, and whether they go to the server now. */
+  private largeRemaining = false;
+  private readonly statements = new Map<string, PreparedStatement>();
+  /** The server ran DISCARD ALL / DEALLOCATE ALL for this client: its prepared-statement list is stale. */
+  private serverStatementsStale = false;
+
+  constructor(
+    private readonly session: ClientSession,
+    private pool: Pool,
+    private readonly transactionMode: boolean,
+    private readonly statementLimit: number,
+  ) {}
+
+  /** Session mode: the client holds one server connection for its whole life. */
+  start(): void {
+    if (!this.transactionMode) this.checkout();
+  }
+
+  get isIdle(): boolean {
+    return this.session.server === null && this.held.length === 0;
+  }
+
+  message(type: number, buf: Buffer, start: number, end: number): void {
+    const server = this.session.server;
+    if (server !== null && this.held.length === 0) {
+      this.dispatch(server, type, buf, start, end);
+      return;
+    }
+    if (server === null && this.held.length === 0) {
+      if (type === Frontend.Terminate) {
+        this.session.closeQuietly();
+        return;
+      }
+      if (type === Frontend.Query && this.transactionMode && this.answerLocally(buf, start, end)) return;
+    }
+    this.hold({ kind: 'message', type, buf, start, end, total: end - start, last: true });
+  }
+
+  largeStart(type: number, total: number, head: Buffer): void {
+    this.largeRemaining = true;
+    const server = this.session.server;
+    if (server !== null && this.held.length === 0) this.dispatchLargeStart(server, type, total, head);
+    else this.hold({ kind: 'largeStart', type, buf: head, start: 0, end: head.length, total, last: false });
+  }
+
+  largePart(buf: Buffer, start: number, end: number, last: boolean): void {
+    if (last) this.largeRemaining = false;
+    const server = this.session.server;
+    if (server !== null && this.held.length === 0) server.send(buf, start, end);
+    else this.hold({ kind: 'largePart', type: 0, buf, start, end, total: 0, last });
+  }
+
+  /** ReadyForQuery from the held server went to the client. */
+  serverReady(_status: number): void {
+    const server = this.session.server;
+    if (server === null || !this.transactionMode) return;
+    if (server.isIdle && this.held.length === 0 && !this.largeRemaining) {
+      this.session.server = null;
+      if (this.serverStatementsStale) {
+        this.serverStatementsStale = false;
+        this.pool.destroy(server);
+        return;
+      }
+      this.pool.release(server);
+    }
+  }
+
+  /** The client disconnected: give the server back if it is clean, else close it. */
+  clientGone(): void {
+    this.cancelCheckout?.();
+    this.cancelCheckout = null;
+    this.held = [];
+    const server = this.session.server;
+    if (server === null) return;
+    this.session.server = null;
+    if (server.isIdle && !this.largeRemaining && !this.serverStatementsStale) this.pool.release(server, !this.transactionMode);
+    else this.pool.destroy(server);
+  }
+
+  private hold(h: Held): void {
+    this.held.push(h);
+    this.heldBytes += h.end - h.start;
+    if (this.heldBytes > HELD_LIMIT && !this.pausedForHeld) {
+      this.pausedForHeld = true;
+      this.session.pauseInput();
+    }
+    if (this.session.server === null && this.cancelCheckout === null) this.checkout();
+  }
+
+  /** Queued client messages are replayed once the connection arrives (at once when one is idle). */
+  private checkout(): void {
+    // After a reload moved this client's backend, its old pool hands out nothing more.
+    if (this.pool.retired) this.pool = this.session.repool();
+    let cancelled = false;
+    let done = false;
+    const cancel = this.pool.acquire((err, conn) => {
+      done = true;
+      this.cancelCheckout = null;
+      if (cancelled) {
+        if (conn) this.pool.release(conn);
+        return;
+      }
+      if (err || conn === null) {
+        this.checkoutFailed(err ?? new PgError(SqlState.ConnectionUnableToConnect, 'no server connection'));
+        return;
+      }
+      this.attach(conn);
+      this.replayHeld(conn);
+    });
+    if (!done) {
+      this.cancelCheckout = () => {
+        cancelled = true;
+        cancel();
+      };
+    }
+  }
+
+  private attach(conn: ServerConnection): void {
+    this.session.server = conn;
+    conn.attach(this.session);
+    const sql = settingsDiff(this.session.settings, conn.params);
+    if (sql !== '') {
+      for (const [k, v] of this.session.settings) conn.params.set(k, v);
+      conn.pending.push(Request.Sync, SKIP | SIMPLE);
+      conn.sendOwned(query(sql));
+    }
+  }
+
+  private replayHeld(conn: ServerConnection): void {
+    const held = this.held;
+    this.held = [];
+    this.heldBytes = 0;
+    for (let i = 0; i < held.length; i++) {
+      const h = held[i];
+      if (this.session.server !== conn) {
+        // A Terminate in the held messages closed the session.
+        return;
+      }
+      if (h.kind === 'message') {
+        if (h.type === Frontend.Terminate) {
+          this.session.closeQuietly();
+          return;
+        }
+        this.dispatch(conn, h.type, h.buf, h.start, h.end);
+      } else if (h.kind === 'largeStart') this.dispatchLargeStart(conn, h.type, h.total, h.buf);
+      else conn.send(h.buf, h.start, h.end);
+    }
+    this.resumeIfPaused();
+  }
+
+  private resumeIfPaused(): void {
+    if (!this.pausedForHeld) return;
+    this.pausedForHeld = false;
+    this.session.resumeInput();
+  }
+
+  /** No server for the client's request: answer each held Sync/Query with the error. */
+  private checkoutFailed(err: PgError): void {
+    const held = this.held;
+    this.held = [];
+    this.heldBytes = 0;
+    this.resumeIfPaused();
+    this.session.log.info({ user: this.session.user, code: err.code }, err.message);
+    if (err.code === SqlState.ConnectionUnableToConnect || err.code === SqlState.ConnectionFailure || err.code === SqlState.AdminShutdown) {
+      this.session.fail(new PgError(err.code, err.message, 'FATAL', err.detail, err.hint));
+      return;
+    }
+    let answered = false;
+    for (const h of held) {
+      if (h.kind === 'message' && (h.type === Frontend.Sync || h.type === Frontend.Query || h.type === Frontend.FunctionCall)) {
+        if (!answered) this.session.fail(err);
+        answered = true;
+        this.session.send(readyForQuery(TxStatus.Idle));
+      }
+    }
+    if (!answered) this.session.fail(err);
+  }
+
+  /** DISCARD ALL and DEALLOCATE of a protocol-level statement, answered without a server. */
+  private answerLocally(buf: Buffer, start: number, end: number): boolean {
+    if (end - start > 200) return false;
+    const first = buf[start + 5] | 0x20;
+    if (first !== 0x64 /* d */ && buf[start + 5] !== 0x20) return false;
+    const m = LOCAL_STATEMENT.exec(buf.toString('utf8', start + 5, end - 1));
+    if (m === null) return false;
+    if (/^discard/i.test(m[1])) {
+      this.statements.clear();
+      this.session.resetSettings();
+      this.session.send(commandComplete('DISCARD ALL'));
+    } else if (m[2].toLowerCase() === 'all') {
+      this.statements.clear();
+      this.session.send(commandComplete('DEALLOCATE ALL'));
+    } else {
+      const name = m[2].startsWith('"') ? m[2].slice(1, -1).replace(/""/g, '"') : m[2].toLowerCase();
+      if (!this.statements.delete(name)) return false;
+      this.session.send(commandComplete('DEALLOCATE'));
+    }
+    this.session.send(readyForQuery(TxStatus.Idle));
+    return true;
+  }
+
+  private dispatch(server: ServerConnection, type: number, buf: Buffer, start: number, end: number): void {
+    const pending = server.pending;
+    switch (type) {
+      case Frontend.Query:
+        if (this.transactionMode && mayDropStatements(buf, start, end)) this.serverStatementsStale = true;
+        pending.push(Request.Sync, SIMPLE);
+        server.send(buf, start, end);
+        return;
+      case Frontend.Sync:
+        pending.push(Request.Sync);
+        server.send(buf, start, end);
+        return;
+      case Frontend.Execute:
+        pending.push(Request.Execute);
+        server.send(buf, start, end);
+        return;
+      case Frontend.Parse:
+        this.parse(server, buf, start, end);
+        return;
+      case Frontend.Bind:
+        this.bind(server, buf, start, end, end - start);
+        return;
+      case Frontend.Describe:
+      case Frontend.Close:
+        this.describeOrClose(server, type, buf, start, end);
+        return;
+      case Frontend.FunctionCall:
+        pending.push(Request.Sync, SIMPLE);
+        server.send(buf, start, end);
+        return;
+      case Frontend.Flush:
+      case Frontend.CopyData:
+      case Frontend.CopyDone:
+      case Frontend.CopyFail:
+        server.send(buf, start, end);
+        return;
+      case Frontend.Terminate:
+        this.session.closeQuietly();
+        return;
+      default:
+        throw new PgError(SqlState.ProtocolViolation, `invalid frontend message type ${type} ("${String.fromCharCode(type)}")`, 'FATAL');
+    }
+  }
+
+  private dispatchLargeStart(server: ServerConnection, type: number, total: number, head: Buffer): void {
+    if (type === Frontend.Bind) this.bind(server, head, 0, head.length, total);
+    else server.send(head, 0, head.length);
+  }
+
+  private parse(server: ServerConnection, buf: Buffer, start: number, end: number): void {
+    const named = this.transactionMode ? globalizeParse(buf, start, end, '') : undefined;
+    if (named === undefined) {
+      server.pending.push(Request.Parse);
+      server.send(buf, start, end);
+      return;
+    }
+    this.statements.set(named.clientName, named.stmt);
+    parseOnServer(server, named.stmt, this.statementLimit);
+  }
+
+  /** Bind: portal name, then statement name. `total` is the whole message's length when `buf` holds only its head. */
+  private bind(server: ServerConnection, buf: Buffer, start: number, end: number, total: number): void {
+    const portalEnd = cstringEnd(buf, start + 5, end);
+    const nameEnd = portalEnd === -1 ? -1 : cstringEnd(buf, portalEnd, end);
+    const stmt = nameEnd === -1 || nameEnd === portalEnd + 1 || !this.transactionMode ? undefined : this.statements.get(buf.toString('utf8', portalEnd, nameEnd - 1));
+    if (stmt === undefined) {
+      server.pending.push(Request.Bind);
+      server.send(buf, start, end);
+      return;
+    }
+    ensurePrepared(server, stmt, this.statementLimit);
+    server.pending.push(Request.Bind);
+    server.sendOwned(renameStatement(buf, start, end, portalEnd, nameEnd, stmt.globalName, total));
+  }
+
+  private describeOrClose(server: ServerConnection, type: number, buf: Buffer, start: number, end: number): void {
+    const kind = type === Frontend.Describe ? Request.Describe : Request.Close;
+    const isStatement = buf[start + 5] === Target.Statement;
+    const nameEnd = cstringEnd(buf, start + 6, end);
+    const name = isStatement && nameEnd > start + 7 && this.transactionMode ? buf.toString('utf8', start + 6, nameEnd - 1) : '';
+    const stmt = name === '' ? undefined : this.statements.get(name);
+    if (kind === Request.Close && name !== '') {
+      // The server-side statement stays for other clients; the client's name goes.
+      this.statements.delete(name);
+      server.pushSynthetic(Request.Close);
+      return;
+    }
+    if (stmt === undefined) {
+      server.pending.push(kind);
+      server.send(buf, start, end);
+      return;
+    }
+    ensurePrepared(server, stmt, this.statementLimit);
+    server.pending.push(kind);
+    server.sendOwned(renameStatement(buf, start, end, start + 6, nameEnd, stmt.globalName));
+  }
+}
+
+/** Cheap check for statements that drop the server's prepared statements (DISCARD ALL, DEALLOCATE ALL). */
+function mayDropStatements(buf: Buffer, start: number, end: number): boolean {
+  if (end - start > 4096) return false;
+  const text = buf.toString('latin1', start + 5, end - 1);
+  return /\b(discard|deallocate)\b/i.test(text);
+}

@@ -1,0 +1,341 @@
+import type net from 'node:net';
+import tls from 'node:tls';
+import type { Logger } from 'pino';
+import { ClientAuthenticator } from '../auth/client-auth.js';
+import type { Config } from '../config/schema.js';
+import { Frontend, TxStatus } from '../protocol/codes.js';
+import { Framer, typeSet, type FrameHandler } from '../protocol/framer.js';
+import { authenticationOk, backendKeyData, errorResponse, negotiateProtocolVersion, parameterStatus, readyForQuery } from '../protocol/messages.js';
+import { Outbox } from '../protocol/outbox.js';
+import { PgError, SqlState } from '../protocol/sqlstate.js';
+import type { Pool } from '../pool/pool.js';
+import type { ServerConnection, ServerOwner } from '../pool/server-connection.js';
+import { FORBIDDEN_SETTINGS, canonicalName, isClientParameter, settingsFromStartup } from './params.js';
+import { MAX_STARTUP_PACKET, parseOptions, parseStartupPacket } from './startup.js';
+import { TransactionRelay } from './relay.js';
+
+/** What a session needs from the proxy around it. */
+export interface SessionHost {
+  readonly config: Config;
+  readonly log: Logger;
+  readonly tlsContext: tls.SecureContext | null;
+  /** Registers the session for cancel requests; returns its BackendKeyData. */
+  register(session: ClientSession): { pid: number; secret: number };
+  unregister(session: ClientSession): void;
+  cancel(pid: number, secret: number): void;
+  /** The pool this client's transactions run on. */
+  poolFor(user: string, database: string, settings: Map<string, string>): Pool;
+  /** Whether new logins are refused (shutting down). */
+  readonly draining: boolean;
+}
+
+type State = 'startup' | 'authenticating' | 'connecting' | 'ready' | 'closed';
+
+/** Client messages that may stream through in pieces. */
+const STREAMABLE = typeSet(Frontend.CopyData, Frontend.Bind);
+
+/** One client connection: startup, TLS, authentication, then its messages relayed to pooled servers. */
+export class ClientSession implements FrameHandler, ServerOwner {
+  state: State = 'startup';
+  user = '';
+  database = '';
+  pid = 0;
+  secret = 0;
+  readonly connectedAt = Date.now();
+  /** The server connection this client holds right now. */
+  server: ServerConnection | null = null;
+  pool: Pool | null = null;
+  /** Settings the client expects on every server connection (startup values plus its own SETs). */
+  settings = new Map<string, string>();
+  private startupSettings = new Map<string, string>();
+  private socket: net.Socket;
+  private readonly out: Outbox;
+  private startupBytes: Buffer | null = null;
+  private framer: Framer | null = null;
+  private auth: ClientAuthenticator | null = null;
+  private relay: TransactionRelay | null = null;
+  private tls = false;
+
+  constructor(
+    socket: net.Socket,
+    private readonly host: SessionHost,
+  ) {
+    this.socket = socket;
+    this.out = new Outbox(socket, () => this.server?.pauseInput());
+    this.listen(socket);
+  }
+
+  get log(): Logger {
+    return this.host.log;
+  }
+
+  private listen(socket: net.Socket): void {
+    socket.setNoDelay(true);
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('drain', () => this.server?.resumeInput());
+    socket.on('close', () => this.onSocketClosed());
+    socket.on('error', (err) => this.log.debug({ err: err.message, user: this.user }, 'client socket error'));
+  }
+
+  private onData(chunk: Buffer): void {
+    try {
+      if (this.state === 'startup') this.startupData(chunk);
+      else this.framer?.push(chunk);
+    } catch (err) {
+      this.fail(err instanceof PgError ? err : new PgError(SqlState.InternalError, (err as Error).message, 'FATAL'));
+      if (!(err instanceof PgError)) this.log.error({ err }, 'unexpected error in client session');
+    }
+  }
+
+  // ---- startup phase: untyped packets ----
+
+  private startupData(chunk: Buffer): void {
+    let buf = this.startupBytes === null ? chunk : Buffer.concat([this.startupBytes, chunk]);
+    this.startupBytes = null;
+    while (this.state === 'startup' && buf.length >= 4) {
+      const len = buf.readInt32BE(0);
+      if (len < 8 || len > MAX_STARTUP_PACKET) throw new PgError(SqlState.ProtocolViolation, 'invalid length of startup packet', 'FATAL');
+      if (buf.length < len) break;
+      const packet = parseStartupPacket(buf.subarray(0, len));
+      buf = buf.subarray(len);
+      switch (packet.kind) {
+        case 'ssl':
+          if (buf.length > 0) throw new PgError(SqlState.ProtocolViolation, 'received unencrypted data after SSL request', 'FATAL');
+          this.startTls();
+          return;
+        case 'gss':
+          this.socket.write(Buffer.from('N'));
+          break;
+        case 'cancel':
+          this.host.cancel(packet.pid, packet.secret);
+          this.closeQuietly();
+          return;
+        case 'startup':
+          this.startup(packet.minor, packet.params, packet.protocolOptions);
+          if (buf.length > 0) this.framer?.push(buf);
+          return;
+      }
+    }
+    if (buf.length > 0) this.startupBytes = Buffer.from(buf);
+  }
+
+  private startTls(): void {
+    const context = this.host.tlsContext;
+    if (context === null || this.tls) {
+      this.socket.write(Buffer.from('N'));
+      return;
+    }
+    this.socket.write(Buffer.from('S'));
+    const plain = this.socket;
+    plain.removeAllListeners('data');
+    plain.removeAllListeners('drain');
+    plain.removeAllListeners('close');
+    const secure = new tls.TLSSocket(plain, { isServer: true, secureContext: context });
+    this.tls = true;
+    this.socket = secure;
+    this.out.retarget(secure);
+    this.listen(secure);
+  }
+
+  /** SNI name the client sent in its TLS handshake, if any. */
+  get serverName(): string | undefined {
+    const name = (this.socket as tls.TLSSocket).servername;
+    return typeof name === 'string' ? name : undefined;
+  }
+
+  private startup(minor: number, params: Map<string, string>, protocolOptions: string[]): void {
+    if (minor > 0 || protocolOptions.length > 0) this.out.push(negotiateProtocolVersion(0, protocolOptions));
+    if (params.has('replication') && params.get('replication') !== 'false') {
+      throw new PgError(SqlState.FeatureNotSupported, 'replication connections are not supported through pgtenant', 'FATAL');
+    }
+    const user = params.get('user');
+    if (!user) throw new PgError(SqlState.InvalidAuthorizationSpecification, 'no PostgreSQL user name specified in startup packet', 'FATAL');
+    if (this.host.draining) throw new PgError(SqlState.CannotConnectNow, 'pgtenant is shutting down', 'FATAL');
+    this.user = user;
+    this.database = params.get('database') || user;
+    const options = parseOptions(params.get('options') ?? '');
+    this.settings = settingsFromStartup(params, options);
+    for (const name of this.settings.keys()) {
+      if (FORBIDDEN_SETTINGS.has(name)) throw new PgError(SqlState.InsufficientPrivilege, `setting "${name}" at startup is not allowed through pgtenant`, 'FATAL');
+    }
+    this.startupSettings = new Map(this.settings);
+    this.state = 'authenticating';
+    this.framer = new Framer(this, STREAMABLE);
+    const cfg = this.host.config;
+    this.auth = new ClientAuthenticator(user, cfg.users[user], this.tls, cfg.listen.allowCleartextWithoutTls);
+    this.authStep(this.auth.start());
+  }
+
+  private authStep(step: ReturnType<ClientAuthenticator['start']>): void {
+    if (step.kind === 'fail') {
+      this.log.info({ user: this.user, code: step.error.code }, step.error.message);
+      throw step.error;
+    }
+    if (step.kind === 'send') {
+      this.out.push(step.message);
+      return;
+    }
+    if (step.final) this.out.push(step.final);
+    this.auth = null;
+    this.connect();
+  }
+
+  /** After authentication: find the pool, learn the server's parameters, then say ReadyForQuery. */
+  private connect(): void {
+    this.state = 'connecting';
+    let pool: Pool;
+    try {
+      pool = this.host.poolFor(this.user, this.database, this.settings);
+    } catch (err) {
+      this.fail(err instanceof PgError ? err : new PgError(SqlState.InternalError, String(err), 'FATAL'));
+      return;
+    }
+    this.pool = pool;
+    this.relay = new TransactionRelay(this, pool, this.host.config.pool.mode === 'transaction', this.host.config.pool.maxPreparedStatements);
+    if (pool.serverParams !== null) {
+      this.welcome(pool.serverParams);
+      return;
+    }
+    // First client of this pool: a server connection tells us what to report (and proves the backend is there).
+    pool.acquire((err, conn) => {
+      if (this.state === 'closed') {
+        if (conn) pool.release(conn);
+        return;
+      }
+      if (err || !conn) {
+        this.fail(new PgError(err?.code ?? SqlState.ConnectionUnableToConnect, err?.message ?? 'no server connection', 'FATAL', err?.detail, err?.hint));
+        return;
+      }
+      const params = new Map(conn.params);
+      pool.release(conn);
+      this.welcome(params);
+    });
+  }
+
+  private welcome(serverParams: Map<string, string>): void {
+    const key = this.host.register(this);
+    this.pid = key.pid;
+    this.secret = key.secret;
+    this.out.push(authenticationOk());
+    const shown = new Map(serverParams);
+    for (const [k, v] of this.settings) if (shown.has(k) || k === 'application_name') shown.set(k, v);
+    for (const [k, v] of shown) this.out.push(parameterStatus(k, v));
+    this.out.push(backendKeyData(this.pid, this.secret));
+    this.out.push(readyForQuery(TxStatus.Idle));
+    this.state = 'ready';
+    this.log.debug({ user: this.user, database: this.database, pid: this.pid }, 'client ready');
+    this.relay!.start();
+  }
+
+  // ---- FrameHandler: typed client messages ----
+
+  message(type: number, buf: Buffer, start: number, end: number): void {
+    if (this.state === 'authenticating') {
+      if (type !== Frontend.Password) throw new PgError(SqlState.ProtocolViolation, `expected password response, got message type "${String.fromCharCode(type)}"`, 'FATAL');
+      this.authStep(this.auth!.next(buf.subarray(start + 5, end)));
+      return;
+    }
+    if (this.relay === null || this.state !== 'ready') {
+      if (type === Frontend.Terminate) this.closeQuietly();
+      else throw new PgError(SqlState.ProtocolViolation, 'unexpected message before login completed', 'FATAL');
+      return;
+    }
+    this.relay.message(type, buf, start, end);
+  }
+
+  largeStart(type: number, total: number, head: Buffer): void {
+    if (this.relay === null) throw new PgError(SqlState.ProtocolViolation, 'unexpected large message before login completed', 'FATAL');
+    this.relay.largeStart(type, total, head);
+  }
+
+  largePart(buf: Buffer, start: number, end: number, last: boolean): void {
+    this.relay?.largePart(buf, start, end, last);
+  }
+
+  // ---- ServerOwner: what the held server connection reports ----
+
+  forward(buf: Buffer, start: number, end: number): void {
+    this.out.slice(buf, start, end);
+  }
+
+  inject(buf: Buffer): void {
+    this.out.push(buf);
+  }
+
+  ready(status: number): void {
+    this.relay?.serverReady(status);
+  }
+
+  parameter(name: string, value: string): void {
+    if (isClientParameter(name)) this.settings.set(canonicalName(name), value);
+  }
+
+  lost(err: PgError): void {
+    this.server = null;
+    this.log.warn({ user: this.user, pid: this.pid, err: err.message }, 'server connection lost while a client held it');
+    this.fail(new PgError(SqlState.ConnectionFailure, `server connection lost: ${err.message}`, 'FATAL'));
+  }
+
+  serverBackpressure(full: boolean): void {
+    if (full) this.socket.pause();
+    else this.socket.resume();
+  }
+
+  proxyRequestFailed(code: string, message: string): void {
+    this.log.warn({ user: this.user, pid: this.pid, code, message }, 'a statement pgtenant sent on the client\'s behalf failed');
+  }
+
+  // ---- used by the relay ----
+
+  send(buf: Buffer): void {
+    this.out.push(buf);
+  }
+
+  pauseInput(): void {
+    this.socket.pause();
+  }
+
+  resumeInput(): void {
+    this.socket.resume();
+  }
+
+  /** The pool for this client under the current configuration. */
+  repool(): Pool {
+    this.pool = this.host.poolFor(this.user, this.database, this.settings);
+    return this.pool;
+  }
+
+  /** DISCARD ALL from the client: back to the settings it logged in with. */
+  resetSettings(): void {
+    this.settings = new Map(this.startupSettings);
+  }
+
+  // ---- ending ----
+
+  /** Send a FATAL (or ERROR) and close. */
+  fail(err: PgError): void {
+    if (this.state === 'closed') return;
+    this.out.push(errorResponse({ severity: err.severity, code: err.code, message: err.message, detail: err.detail, hint: err.hint }));
+    if (err.severity === 'FATAL') this.closeQuietly();
+  }
+
+  /** Close with a FATAL message, e.g. on shutdown. */
+  terminate(code: string, message: string): void {
+    this.fail(new PgError(code, message, 'FATAL'));
+  }
+
+  closeQuietly(): void {
+    if (this.state === 'closed') return;
+    this.out.flush();
+    this.socket.end();
+    this.onSocketClosed();
+  }
+
+  private onSocketClosed(): void {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    this.relay?.clientGone();
+    this.host.unregister(this);
+    if (!this.socket.destroyed) setTimeout(() => this.socket.destroy(), 1000).unref();
+  }
+}

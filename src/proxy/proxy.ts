@@ -1,0 +1,195 @@
+import net from 'node:net';
+import tls from 'node:tls';
+import { randomInt } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import type { Logger } from 'pino';
+import { ClientSession, type SessionHost } from '../client/session.js';
+import { isEmbedded, type Config } from '../config/schema.js';
+import { cancelRequest } from '../protocol/messages.js';
+import { PgError, SqlState } from '../protocol/sqlstate.js';
+import { Pool } from '../pool/pool.js';
+import type { ServerEndpoint } from '../pool/server-connection.js';
+import { startBackends, type RunningBackends } from './backends.js';
+
+/** The assembled proxy: listener, sessions, pools and the backends behind them. */
+export class Proxy implements SessionHost {
+  draining = false;
+  tlsContext: tls.SecureContext | null;
+  private readonly listener: net.Server;
+  private readonly sessions = new Map<number, ClientSession>();
+  private readonly pools = new Map<string, Pool>();
+  private nextPid = 1;
+  private readonly reaper: NodeJS.Timeout;
+
+  private constructor(
+    public config: Config,
+    readonly log: Logger,
+    private readonly backends: RunningBackends,
+  ) {
+    this.tlsContext = makeTlsContext(config);
+    this.listener = net.createServer({ noDelay: true }, (socket) => this.accept(socket));
+    this.reaper = setInterval(() => {
+      for (const pool of this.pools.values()) pool.reapIdle();
+    }, 1000);
+    this.reaper.unref();
+  }
+
+  static async start(config: Config, log: Logger): Promise<Proxy> {
+    const backends = await startBackends(config, log);
+    const proxy = new Proxy(config, log, backends);
+    try {
+      await proxy.listen();
+    } catch (err) {
+      await backends.stop();
+      throw err;
+    }
+    return proxy;
+  }
+
+  get port(): number {
+    const addr = this.listener.address();
+    return typeof addr === 'object' && addr !== null ? addr.port : this.config.listen.port;
+  }
+
+  get clientCount(): number {
+    return this.sessions.size;
+  }
+
+  /** Endpoint of a backend by name (embedded ones resolved to where they run). */
+  endpointOf(backendName: string): { host: string; port: number } | undefined {
+    return this.backends.address(backendName);
+  }
+
+  private listen(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.listener.once('error', reject);
+      this.listener.listen(this.config.listen.port, this.config.listen.host, () => {
+        this.listener.off('error', reject);
+        this.log.info({ host: this.config.listen.host, port: this.port }, 'pgtenant listening');
+        resolve();
+      });
+    });
+  }
+
+  private accept(socket: net.Socket): void {
+    const session = new ClientSession(socket, this);
+    if (this.sessions.size >= this.config.listen.maxClients) {
+      session.terminate(SqlState.TooManyConnections, `sorry, too many clients already (listen.maxClients is ${this.config.listen.maxClients})`);
+    }
+  }
+
+  register(session: ClientSession): { pid: number; secret: number } {
+    const pid = this.nextPid;
+    this.nextPid = this.nextPid >= 0x7fffffff ? 1 : this.nextPid + 1;
+    this.sessions.set(pid, session);
+    return { pid, secret: randomInt(0x7fffffff) };
+  }
+
+  unregister(session: ClientSession): void {
+    if (this.sessions.get(session.pid) === session) this.sessions.delete(session.pid);
+  }
+
+  /** Forwards a client's CancelRequest to the server connection that client holds now, with that server's key. */
+  cancel(pid: number, secret: number): void {
+    const session = this.sessions.get(pid);
+    const server = session?.server;
+    if (!session || session.secret !== secret || !server) return;
+    const { host, port } = server.endpoint;
+    const socket = net.connect({ host, port }, () => socket.end(cancelRequest(server.backendPid, server.backendSecret)));
+    socket.on('error', (err) => this.log.warn({ err: err.message }, 'forwarding a cancel request failed'));
+    socket.setTimeout(5000, () => socket.destroy());
+  }
+
+  poolFor(user: string, database: string): Pool {
+    const backendName = this.config.route.backend ?? Object.keys(this.config.backends)[0];
+    const endpoint = this.endpointFor(backendName, user, database);
+    const key = `${backendName}/${database}/${endpoint.user}`;
+    let pool = this.pools.get(key);
+    if (pool === undefined) {
+      pool = new Pool(key, endpoint, this.config.pool, this.log);
+      this.pools.set(key, pool);
+    }
+    return pool;
+  }
+
+  private endpointFor(backendName: string, user: string, database: string): ServerEndpoint {
+    const backend = this.config.backends[backendName];
+    const address = this.backends.address(backendName);
+    if (backend === undefined || address === undefined) throw new PgError(SqlState.ConnectionUnableToConnect, `backend "${backendName}" is not configured`, 'FATAL');
+    const clientPassword = this.config.users[user]?.password;
+    const plaintext = clientPassword !== undefined && !clientPassword.startsWith('SCRAM-SHA-256$') ? clientPassword : undefined;
+    if (isEmbedded(backend)) {
+      return { ...address, user, password: plaintext, database, tls: { mode: 'disable' }, connectTimeout: backend.connectTimeout };
+    }
+    return {
+      ...address,
+      user: backend.user ?? user,
+      password: backend.password ?? plaintext,
+      database,
+      tls: backend.tls,
+      connectTimeout: backend.connectTimeout,
+    };
+  }
+
+  /** New settings for new transactions; clients stay connected. Pools whose backend moved are replaced. */
+  reload(config: Config): void {
+    const old = this.config;
+    this.config = config;
+    this.tlsContext = makeTlsContext(config);
+    for (const [key, pool] of this.pools) {
+      const backendName = key.slice(0, key.indexOf('/'));
+      const before = JSON.stringify(old.backends[backendName]);
+      const after = JSON.stringify(config.backends[backendName]);
+      if (before !== after) {
+        if (isEmbedded(config.backends[backendName] ?? { host: '' }) || after === undefined) {
+          this.log.warn({ backend: backendName }, 'backend definition changed or removed; restart pgtenant to apply this part');
+          continue;
+        }
+        this.pools.delete(key);
+        pool.retire();
+        continue;
+      }
+      pool.settings = config.pool;
+    }
+    this.log.info('configuration reloaded');
+  }
+
+  /** SIGTERM: stop accepting, let running transactions finish up to `timeoutMs`, then close everything. */
+  async shutdown(timeoutMs = this.config.pool.shutdownTimeout): Promise<void> {
+    this.draining = true;
+    this.listener.close();
+    const deadline = Date.now() + timeoutMs;
+    while (this.sessions.size > 0 && Date.now() < deadline) {
+      for (const session of this.sessions.values()) {
+        if (session.server === null) session.terminate(SqlState.AdminShutdown, 'terminating connection due to administrator command: pgtenant is shutting down');
+      }
+      if (this.sessions.size > 0) await sleep(50);
+    }
+    for (const session of this.sessions.values()) session.terminate(SqlState.AdminShutdown, 'terminating connection due to administrator command: pgtenant shutdown deadline reached');
+    await this.close();
+  }
+
+  /** Close at once (tests, fatal errors). */
+  async close(): Promise<void> {
+    this.draining = true;
+    clearInterval(this.reaper);
+    this.listener.close();
+    for (const session of [...this.sessions.values()]) session.closeQuietly();
+    for (const pool of this.pools.values()) pool.closeAll();
+    this.pools.clear();
+    await this.backends.stop();
+  }
+
+  /** Pools by key, for tests and the admin console. */
+  get poolList(): Pool[] {
+    return [...this.pools.values()];
+  }
+}
+
+function makeTlsContext(config: Config): tls.SecureContext | null {
+  const t = config.listen.tls;
+  if (!t) return null;
+  return tls.createSecureContext({ cert: readFileSync(t.cert), key: readFileSync(t.key), ca: t.ca ? readFileSync(t.ca) : undefined });
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
