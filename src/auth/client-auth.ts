@@ -6,7 +6,7 @@ import { PgError, SqlState } from '../protocol/sqlstate.js';
 import { verifyMd5Response } from './md5.js';
 import { makeScramVerifier, parseScramVerifier, SCRAM_MECHANISM, ScramServerSession, type ScramVerifier } from './scram.js';
 
-export type AuthMethod = 'scram-sha-256' | 'md5' | 'cleartext' | 'trust';
+export type AuthMethod = 'scram-sha-256' | 'md5' | 'cleartext' | 'trust' | 'jwt';
 
 /** What to do after a client message: send a request and wait, or the exchange is over. */
 export type AuthStep =
@@ -58,8 +58,10 @@ export class ClientAuthenticator {
       case 'trust':
         return { kind: 'ok' };
       case 'cleartext':
+      case 'jwt':
         if (!this.secureTransport && !this.allowCleartextWithoutTls) {
-          return { kind: 'fail', error: new PgError(SqlState.InvalidAuthorizationSpecification, `user "${this.user}" uses cleartext passwords, which pgtenant accepts only over TLS`, 'FATAL', undefined, 'connect with sslmode=require, or set listen.allowCleartextWithoutTls: true') };
+          const what = this.method === 'jwt' ? 'a JWT as password' : 'cleartext passwords';
+          return { kind: 'fail', error: new PgError(SqlState.InvalidAuthorizationSpecification, `user "${this.user}" logs in with ${what}, which pgtenant accepts only over TLS or loopback`, 'FATAL', undefined, 'connect with sslmode=require, or set listen.allowCleartextWithoutTls: true') };
         }
         return { kind: 'send', message: authenticationCleartext() };
       case 'md5':
@@ -77,6 +79,12 @@ export class ClientAuthenticator {
         const end = cstringEnd(body, 0, body.length);
         const given = body.toString('utf8', 0, end === -1 ? body.length : end - 1);
         return this.config && password === given ? { kind: 'ok', password: given } : { kind: 'fail', error: failed(this.user) };
+      }
+      case 'jwt': {
+        // The token is verified by the tenant resolver, which also reads its claims.
+        const end = cstringEnd(body, 0, body.length);
+        const token = body.toString('utf8', 0, end === -1 ? body.length : end - 1);
+        return this.config ? { kind: 'ok', password: token } : { kind: 'fail', error: failed(this.user) };
       }
       case 'md5': {
         const end = cstringEnd(body, 0, body.length);

@@ -162,7 +162,9 @@ export class ClientSession implements FrameHandler, ServerOwner {
     this.state = 'authenticating';
     this.framer = new Framer(this, STREAMABLE);
     const cfg = this.host.config;
-    this.auth = new ClientAuthenticator(user, cfg.users[user], this.tls, cfg.listen.allowCleartextWithoutTls);
+    const address = this.socket.remoteAddress ?? '';
+    const loopback = address.startsWith('127.') || address === '::1' || address === '::ffff:127.0.0.1';
+    this.auth = new ClientAuthenticator(user, cfg.users[user], this.tls || loopback, cfg.listen.allowCleartextWithoutTls);
     this.authStep(this.auth.start());
   }
 

@@ -70,7 +70,82 @@ const user = z.strictObject({
   /** Plaintext, a SCRAM-SHA-256 verifier (`SCRAM-SHA-256$…`) or an md5 hash (`md5…`). */
   password: z.string().optional(),
   /** How the client must prove who it is. Defaults to scram-sha-256 when a password is set, else trust. */
-  auth: z.enum(['scram-sha-256', 'md5', 'cleartext', 'trust']).optional(),
+  /** `jwt`: the password must be a JWT (verified with the jwt section); it names the tenant and its claims. */
+  auth: z.enum(['scram-sha-256', 'md5', 'cleartext', 'trust', 'jwt']).optional(),
+});
+
+const jwt = z.strictObject({
+  /** HMAC secret for HS256/384/512 (also what `pgtenant token` signs with). */
+  secret: z.string().min(16, 'jwt.secret must be at least 16 characters').optional(),
+  /** PEM file with a public key (RS256, ES256, EdDSA). */
+  publicKey: z.string().optional(),
+  /** JSON Web Key Set file. */
+  jwks: z.string().optional(),
+  algorithms: z.array(z.enum(['HS256', 'HS384', 'HS512', 'RS256', 'ES256', 'EdDSA'])).default(['HS256', 'HS384', 'HS512', 'RS256', 'ES256', 'EdDSA']),
+  issuer: z.string().optional(),
+  audience: z.string().optional(),
+  /** Dot path of the claim that names the tenant. */
+  tenantClaim: z.string().default('tenant_id'),
+  /** Allowed clock skew for exp/nbf. */
+  clockTolerance: duration.default(0),
+}).refine((j) => j.secret !== undefined || j.publicKey !== undefined || j.jwks !== undefined, 'jwt needs a key: secret, publicKey or jwks');
+
+const limits = z.strictObject({
+  maxClients: z.number().int().positive().optional(),
+  /** Largest fraction of a pool's server connections one tenant may hold at once. */
+  poolShare: z.number().gt(0).max(1).optional(),
+  statementTimeout: duration.optional(),
+});
+
+const placementKind = z.enum(['row', 'schema', 'database']);
+
+const placements = z.strictObject({
+  row: z.strictObject({
+    backend: z.string().optional(),
+    database: z.string(),
+    /** The setting RLS policies read, e.g. current_setting('app.tenant_id', true). */
+    setting: z.string().regex(/^[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_.]*$/i, 'a custom setting name with a dot, like app.tenant_id').default('app.tenant_id'),
+  }).optional(),
+  schema: z.strictObject({
+    backend: z.string().optional(),
+    database: z.string(),
+    /** Schema name; {tenant} is replaced by the tenant id. */
+    schema: z.string().default('tenant_{tenant}'),
+  }).optional(),
+  database: z.strictObject({
+    backend: z.string().optional(),
+    /** Database name; {tenant} is replaced by the tenant id. */
+    database: z.string().default('tenant_{tenant}'),
+  }).optional(),
+});
+
+const tenantEntry = z.strictObject({
+  placement: placementKind.optional(),
+  backend: z.string().optional(),
+  database: z.string().optional(),
+  schema: z.string().optional(),
+  limits: limits.default({}),
+});
+
+const resolveSource = z.enum(['user', 'options', 'jwt', 'sni', 'database']);
+
+const tenancy = z.strictObject({
+  resolve: z.array(resolveSource).min(1).default(['user', 'options', 'jwt', 'sni', 'database']),
+  /** Characters that split `user@tenant` / `user.tenant` in the startup user name. */
+  userSeparators: z.array(z.string().length(1)).default(['@', '.']),
+  /** Database names that stand for a tenant (database source). */
+  databases: z.record(z.string(), z.string()).default({}),
+  /** SNI names `<tenant>.<sniSuffix>` name the tenant (sni source); without it, the first label of a name with 3+ labels. */
+  sniSuffix: z.string().optional(),
+  unknown: z.enum(['reject', 'default']).default('reject'),
+  /** Setting that carries the tenant id in every placement (RLS policies read it). */
+  setting: z.string().regex(/^[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_.]*$/i, 'a custom setting name with a dot, like app.tenant_id').default('app.tenant_id'),
+  placements,
+  default: placementKind.default('row'),
+  /** Tenant ids or glob patterns (`trial-*`) with their overrides. */
+  tenants: z.record(z.string(), tenantEntry).default({}),
+  /** Reject statements that change the tenant binding (42501). */
+  guard: z.boolean().default(true),
 });
 
 const pool = z.strictObject({
@@ -95,11 +170,28 @@ export const configSchema = z.strictObject({
   backends: z.record(z.string(), backendSchema).refine((b) => Object.keys(b).length > 0, 'at least one backend is required'),
   users: z.record(z.string(), user).default({}),
   route: route.default({}),
+  jwt: jwt.optional(),
+  tenancy: tenancy.optional(),
   pool: pool.default(pool.parse({})),
   log: z.strictObject({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info') }).default({ level: 'info' }),
 }).superRefine((cfg, ctx) => {
   if (cfg.route.backend !== undefined && !(cfg.route.backend in cfg.backends)) {
     ctx.addIssue({ code: 'custom', path: ['route', 'backend'], message: `unknown backend "${cfg.route.backend}"; defined: ${Object.keys(cfg.backends).join(', ')}` });
+  }
+  const t = cfg.tenancy;
+  if (t !== undefined) {
+    const backendOk = (b: string | undefined, path: (string | number)[]): void => {
+      if (b !== undefined && !(b in cfg.backends)) ctx.addIssue({ code: 'custom', path, message: `unknown backend "${b}"; defined: ${Object.keys(cfg.backends).join(', ')}` });
+    };
+    for (const kind of ['row', 'schema', 'database'] as const) backendOk(t.placements[kind]?.backend, ['tenancy', 'placements', kind, 'backend']);
+    const used = new Set([t.default, ...Object.values(t.tenants).map((e) => e.placement ?? t.default)]);
+    for (const kind of used) {
+      if (t.placements[kind] === undefined) ctx.addIssue({ code: 'custom', path: ['tenancy', 'placements'], message: `placement "${kind}" is used but not defined under tenancy.placements` });
+    }
+    for (const [id, e] of Object.entries(t.tenants)) backendOk(e.backend, ['tenancy', 'tenants', id, 'backend']);
+    if (t.resolve.includes('jwt') && cfg.jwt === undefined && Object.values(cfg.users).some((u) => u.auth === 'jwt')) {
+      ctx.addIssue({ code: 'custom', path: ['jwt'], message: 'users with auth: jwt need a jwt section with a key' });
+    }
   }
   for (const name of cfg.admin.users) {
     if (!(name in cfg.users)) ctx.addIssue({ code: 'custom', path: ['admin', 'users'], message: `admin user "${name}" is not defined under users` });
@@ -112,6 +204,11 @@ export type RemoteBackendConfig = z.output<typeof remoteBackend>;
 export type EmbeddedBackendConfig = z.output<typeof embeddedBackend>;
 export type UserConfig = z.output<typeof user>;
 export type PoolConfig = z.output<typeof pool>;
+export type JwtConfig = z.output<typeof jwt>;
+export type TenancyConfig = z.output<typeof tenancy>;
+export type TenantEntry = z.output<typeof tenantEntry>;
+export type PlacementKind = z.output<typeof placementKind>;
+export type TenantLimits = z.output<typeof limits>;
 
 export function isEmbedded(b: BackendConfig): b is EmbeddedBackendConfig {
   return 'embedded' in b;

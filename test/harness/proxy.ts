@@ -1,0 +1,35 @@
+import pino from 'pino';
+import { configSchema, type Config } from '../../src/config/schema.js';
+import { Proxy } from '../../src/proxy/proxy.js';
+import { APP_ROLE, backend } from './postgres.js';
+
+/** Config input (before defaults) for a proxy in front of the shared test Postgres. */
+export function testConfigInput(overrides: Record<string, unknown> = {}): Record<string, unknown> {
+  const pg = backend();
+  return {
+    listen: { host: '127.0.0.1', port: 0 },
+    backends: { main: { host: pg.host, port: pg.port } },
+    users: {
+      [APP_ROLE.user]: { password: APP_ROLE.password },
+      [pg.user]: { password: pg.password },
+    },
+    pool: { mode: 'transaction', size: 4, queueTimeout: '5s' },
+    log: { level: 'silent' },
+    ...overrides,
+  };
+}
+
+export function testConfig(overrides: Record<string, unknown> = {}): Config {
+  return configSchema.parse(testConfigInput(overrides));
+}
+
+/** A proxy on a random port; `close()` it in afterAll. */
+export async function startProxy(overrides: Record<string, unknown> = {}): Promise<Proxy> {
+  const config = testConfig(overrides);
+  return Proxy.start(config, pino({ level: process.env.PGTENANT_TEST_LOG ?? 'silent' }));
+}
+
+/** node-postgres / postgres.js connection options for a user through the proxy. */
+export function viaProxy(proxy: Proxy, user: string = APP_ROLE.user, password: string = APP_ROLE.password, database: string = APP_ROLE.database) {
+  return { host: '127.0.0.1', port: proxy.port, user, password, database };
+}
