@@ -38,6 +38,8 @@ export class TransactionRelay {
   private cancelCheckout: (() => void) | null = null;
   /** Parts of a large client message still to come, and whether they go to the server now. */
   private largeRemaining = false;
+  /** Rest of a large CopyData for a COPY the server already ended: dropped. */
+  private droppingLarge = false;
   private readonly statements = new Map<string, PreparedStatement>();
   /** The server ran DISCARD ALL / DEALLOCATE ALL for this client: its prepared-statement list is stale. */
   private serverStatementsStale = false;
@@ -70,18 +72,28 @@ export class TransactionRelay {
         return;
       }
       if (type === Frontend.Query && this.transactionMode && this.answerLocally(buf, start, end)) return;
+      // A COPY the server already failed: the client's remaining data is dropped, as Postgres drops it.
+      if (type === Frontend.CopyData || type === Frontend.CopyDone || type === Frontend.CopyFail) return;
     }
     this.hold({ kind: 'message', type, buf, start, end, total: end - start, last: true });
   }
 
   largeStart(type: number, total: number, head: Buffer): void {
-    this.largeRemaining = true;
     const server = this.session.server;
+    if (server === null && this.held.length === 0 && type === Frontend.CopyData) {
+      this.droppingLarge = true;
+      return;
+    }
+    this.largeRemaining = true;
     if (server !== null && this.held.length === 0) this.dispatchLargeStart(server, type, total, head);
     else this.hold({ kind: 'largeStart', type, buf: head, start: 0, end: head.length, total, last: false });
   }
 
   largePart(buf: Buffer, start: number, end: number, last: boolean): void {
+    if (this.droppingLarge) {
+      this.droppingLarge = !last;
+      return;
+    }
     if (last) this.largeRemaining = false;
     const server = this.session.server;
     if (server !== null && this.held.length === 0) server.send(buf, start, end);

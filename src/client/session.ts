@@ -221,7 +221,13 @@ export class ClientSession implements FrameHandler, ServerOwner {
     this.out.push(authenticationOk());
     const shown = new Map(serverParams);
     for (const [k, v] of this.settings) if (shown.has(k) || k === 'application_name') shown.set(k, v);
-    for (const [k, v] of shown) this.out.push(parameterStatus(k, v));
+    // The client now expects every reported value; pinning them all means a server connection that
+    // another client changed gets set back before this client uses it.
+    for (const [k, v] of shown) {
+      this.out.push(parameterStatus(k, v));
+      if (isClientParameter(k) && !this.settings.has(k)) this.settings.set(k, v);
+    }
+    this.startupSettings = new Map(this.settings);
     this.out.push(backendKeyData(this.pid, this.secret));
     this.out.push(readyForQuery(TxStatus.Idle));
     this.state = 'ready';

@@ -38,6 +38,7 @@ export function parseStartupPacket(packet: Buffer): StartupPacket {
     else params.set(key, value);
     o = valEnd + 1;
   }
+  if (o !== packet.length - 1) throw new PgError(SqlState.ProtocolViolation, 'invalid startup packet layout: expected terminator as last byte', 'FATAL');
   return { kind: 'startup', minor: code & 0xffff, params, protocolOptions };
 }
 

@@ -16,13 +16,17 @@ export const SKIP = 0x10;
 export const SYNTHETIC = 0x20;
 /** A simple Query or FunctionCall: errors inside it do not discard later requests. */
 export const SIMPLE = 0x40;
+/** A statement the guard refused: the server fails it on purpose, the client sees the payload error instead. */
+export const BLOCKED = 0x80;
+/** Part of the tenant binding: if it fails, the server connection cannot be trusted. */
+export const BINDING = 0x100;
 
 const KIND_MASK = 0x0f;
 
-/** Ring buffer of pending requests; a statement name rides along with Parse entries. */
+/** Ring buffer of pending requests; a statement name (Parse) or replacement error (BLOCKED) rides along. */
 export class PendingRequests {
-  private flags = new Uint8Array(64);
-  private names: (string | undefined)[] = new Array(64);
+  private flags = new Uint16Array(64);
+  private extras: (string | Buffer | undefined)[] = new Array(64);
   private head = 0;
   private count = 0;
 
@@ -30,11 +34,11 @@ export class PendingRequests {
     return this.count;
   }
 
-  push(kind: RequestKind, flags = 0, name?: string): void {
+  push(kind: RequestKind, flags = 0, extra?: string | Buffer): void {
     if (this.count === this.flags.length) this.grow();
     const i = (this.head + this.count) & (this.flags.length - 1);
     this.flags[i] = kind | flags;
-    this.names[i] = name;
+    this.extras[i] = extra;
     this.count++;
   }
 
@@ -48,12 +52,18 @@ export class PendingRequests {
   }
 
   headName(): string | undefined {
-    return this.count === 0 ? undefined : this.names[this.head];
+    const e = this.count === 0 ? undefined : this.extras[this.head];
+    return typeof e === 'string' ? e : undefined;
+  }
+
+  headPayload(): Buffer | undefined {
+    const e = this.count === 0 ? undefined : this.extras[this.head];
+    return Buffer.isBuffer(e) ? e : undefined;
   }
 
   shift(): void {
     if (this.count === 0) return;
-    this.names[this.head] = undefined;
+    this.extras[this.head] = undefined;
     this.head = (this.head + 1) & (this.flags.length - 1);
     this.count--;
   }
@@ -71,15 +81,15 @@ export class PendingRequests {
 
   private grow(): void {
     const size = this.flags.length * 2;
-    const flags = new Uint8Array(size);
-    const names: (string | undefined)[] = new Array(size);
+    const flags = new Uint16Array(size);
+    const extras: (string | Buffer | undefined)[] = new Array(size);
     for (let k = 0; k < this.count; k++) {
       const from = (this.head + k) & (this.flags.length - 1);
       flags[k] = this.flags[from];
-      names[k] = this.names[from];
+      extras[k] = this.extras[from];
     }
     this.flags = flags;
-    this.names = names;
+    this.extras = extras;
     this.head = 0;
   }
 }

@@ -8,7 +8,7 @@ import { cstringEnd, parseErrorFields, readCString } from '../protocol/read.js';
 import { sslRequest, startupMessage, TERMINATE } from '../protocol/messages.js';
 import { PgError, SqlState } from '../protocol/sqlstate.js';
 import { authenticateToBackend } from './backend-auth.js';
-import { PendingRequests, Request, SIMPLE, SKIP, SYNTHETIC } from './pending.js';
+import { BINDING, BLOCKED, PendingRequests, Request, SIMPLE, SKIP, SYNTHETIC } from './pending.js';
 import { CLOSE_COMPLETE, PARSE_COMPLETE } from '../protocol/messages.js';
 
 /** Whoever holds the server connection right now (a client session) hears about its responses. */
@@ -25,8 +25,8 @@ export interface ServerOwner {
   lost(err: PgError): void;
   /** The server's socket buffer is full (true) or drained (false): stop or resume reading the client. */
   serverBackpressure(full: boolean): void;
-  /** A request the proxy made on its own failed (logged, not shown to the client). */
-  proxyRequestFailed(code: string, message: string): void;
+  /** A request the proxy made on its own failed (logged, not shown to the client); `binding`: it was the tenant binding. */
+  proxyRequestFailed(code: string, message: string, binding: boolean): void;
 }
 
 export interface ServerEndpoint {
@@ -257,23 +257,24 @@ export class ServerConnection implements FrameHandler {
 
   private errorResponse(owner: ServerOwner, head: number, skip: boolean, buf: Buffer, start: number, end: number): void {
     const flags = this.pending.headFlags();
-    if ((flags & SIMPLE) !== 0 || head === Request.Sync || head === 0) {
-      // Inside a simple Query (ReadyForQuery ends it) or outside any request (e.g. FATAL before close).
-      if (!skip || head === 0) owner.forward(buf, start, end);
-      else this.reportSwallowed(owner, buf, start, end);
-      return;
+    if ((flags & BLOCKED) !== 0) {
+      owner.inject(this.pending.headPayload()!);
+    } else if (skip && !(head === Request.Parse && (flags & BINDING) === 0)) {
+      // The proxy's own request failed; an injected Parse of the client's statement is the exception: the client must see why its Bind fails.
+      this.reportSwallowed(owner, flags, buf, start, end);
+    } else {
+      owner.forward(buf, start, end);
     }
+    if ((flags & SIMPLE) !== 0 || head === Request.Sync || head === 0) return; // ReadyForQuery ends it
     // Extended protocol: the server now ignores everything up to the next Sync.
     const failedParse = head === Request.Parse ? this.pending.headName() : undefined;
     if (failedParse !== undefined) this.prepared.delete(failedParse);
-    if (!skip || head === Request.Parse) owner.forward(buf, start, end);
-    else this.reportSwallowed(owner, buf, start, end);
     while (this.pending.length > 0 && this.pending.headKind() !== Request.Sync) this.pending.shift();
   }
 
-  private reportSwallowed(owner: ServerOwner, buf: Buffer, start: number, end: number): void {
+  private reportSwallowed(owner: ServerOwner, flags: number, buf: Buffer, start: number, end: number): void {
     const f = parseErrorFields(buf, start + 5, end);
-    owner.proxyRequestFailed(f.get('C') ?? SqlState.InternalError, f.get('M') ?? 'unknown error');
+    owner.proxyRequestFailed(f.get('C') ?? SqlState.InternalError, f.get('M') ?? 'unknown error', (flags & BINDING) !== 0);
   }
 
   /** Answer proxy-made requests that are now at the head of the queue. */

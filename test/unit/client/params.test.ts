@@ -1,0 +1,119 @@
+import { describe, it, expect } from 'vitest';
+import { FORBIDDEN_SETTINGS, canonicalName, isClientParameter, settingsDiff, settingsFromStartup } from '../../../src/client/params.js';
+
+describe('canonicalName', () => {
+  it('spells reported GUCs as the server does, whatever the case', () => {
+    expect(canonicalName('datestyle')).toBe('DateStyle');
+    expect(canonicalName('DATESTYLE')).toBe('DateStyle');
+    expect(canonicalName('DateStyle')).toBe('DateStyle');
+    expect(canonicalName('timezone')).toBe('TimeZone');
+    expect(canonicalName('TIMEZONE')).toBe('TimeZone');
+    expect(canonicalName('intervalStyle')).toBe('IntervalStyle');
+    expect(canonicalName('Client_Encoding')).toBe('client_encoding');
+    expect(canonicalName('APPLICATION_NAME')).toBe('application_name');
+    expect(canonicalName('Search_Path')).toBe('search_path');
+    expect(canonicalName('standard_conforming_strings')).toBe('standard_conforming_strings');
+  });
+
+  it('lower-cases other names', () => {
+    expect(canonicalName('Work_Mem')).toBe('work_mem');
+    expect(canonicalName('MyApp.Tenant')).toBe('myapp.tenant');
+    expect(canonicalName('statement_timeout')).toBe('statement_timeout');
+  });
+});
+
+describe('isClientParameter / FORBIDDEN_SETTINGS', () => {
+  it('tells server-owned parameters from the client’s', () => {
+    for (const p of ['server_version', 'server_encoding', 'integer_datetimes', 'is_superuser', 'session_authorization', 'in_hot_standby', 'default_transaction_read_only', 'scram_iterations']) {
+      expect(isClientParameter(p), p).toBe(false);
+    }
+    for (const p of ['application_name', 'DateStyle', 'TimeZone', 'search_path', 'client_encoding']) expect(isClientParameter(p), p).toBe(true);
+  });
+
+  it('forbids role and session_authorization', () => {
+    expect([...FORBIDDEN_SETTINGS].sort()).toEqual(['role', 'session_authorization']);
+  });
+});
+
+describe('settingsFromStartup', () => {
+  it('drops user, database, options and replication, and server-owned parameters', () => {
+    const params = new Map([
+      ['user', 'alice'],
+      ['database', 'db'],
+      ['options', '-c a=b'],
+      ['replication', 'false'],
+      ['server_version', '1'],
+      ['application_name', 'psql'],
+      ['datestyle', 'ISO, DMY'],
+      ['TimeZone', 'UTC'],
+    ]);
+    expect([...settingsFromStartup(params, new Map())]).toEqual([
+      ['application_name', 'psql'],
+      ['DateStyle', 'ISO, DMY'],
+      ['TimeZone', 'UTC'],
+    ]);
+  });
+
+  it('adds the options, which win over startup parameters of the same (canonical) name', () => {
+    const params = new Map([
+      ['user', 'alice'],
+      ['DateStyle', 'ISO, MDY'],
+      ['search_path', 'public'],
+      ['application_name', 'app'],
+    ]);
+    const options = new Map([
+      ['datestyle', 'German'],
+      ['SEARCH_PATH', 'tenant1'],
+      ['work_mem', '64MB'],
+    ]);
+    const s = settingsFromStartup(params, options);
+    expect(Object.fromEntries(s)).toEqual({ DateStyle: 'German', search_path: 'tenant1', application_name: 'app', work_mem: '64MB' });
+  });
+
+  it('returns an empty map when there is nothing to keep', () => {
+    expect(settingsFromStartup(new Map([['user', 'u']]), new Map()).size).toBe(0);
+  });
+});
+
+describe('settingsDiff', () => {
+  it('is empty when the server already has every wanted value', () => {
+    const wanted = new Map([
+      ['application_name', 'psql'],
+      ['TimeZone', 'UTC'],
+    ]);
+    const server = new Map([
+      ['application_name', 'psql'],
+      ['TimeZone', 'UTC'],
+      ['server_version', '18.0'],
+      ['DateStyle', 'ISO, MDY'],
+    ]);
+    expect(settingsDiff(wanted, server)).toBe('');
+    expect(settingsDiff(new Map(), server)).toBe('');
+  });
+
+  it('sets only the differing or missing values, in order', () => {
+    const wanted = new Map([
+      ['application_name', 'psql'],
+      ['TimeZone', 'Europe/Paris'],
+      ['DateStyle', 'ISO, MDY'],
+      ['work_mem', '64MB'],
+    ]);
+    const server = new Map([
+      ['application_name', 'psql'],
+      ['TimeZone', 'UTC'],
+      ['DateStyle', 'ISO, MDY'],
+    ]);
+    expect(settingsDiff(wanted, server)).toBe(`SET "TimeZone" TO 'Europe/Paris';SET "work_mem" TO '64MB';`);
+  });
+
+  it('sets an empty value when the server has a different one', () => {
+    expect(settingsDiff(new Map([['application_name', '']]), new Map([['application_name', 'x']]))).toBe(`SET "application_name" TO '';`);
+  });
+
+  it('doubles single quotes in values and double quotes in names', () => {
+    expect(settingsDiff(new Map([['application_name', "it's"]]), new Map())).toBe(`SET "application_name" TO 'it''s';`);
+    expect(settingsDiff(new Map([['application_name', "'; DROP TABLE t; --"]]), new Map())).toBe(`SET "application_name" TO '''; DROP TABLE t; --';`);
+    expect(settingsDiff(new Map([['my"app.x', 'v']]), new Map())).toBe(`SET "my""app.x" TO 'v';`);
+    expect(settingsDiff(new Map([['myapp.tenant id', 'a"b']]), new Map())).toBe(`SET "myapp.tenant id" TO 'a"b';`);
+  });
+});

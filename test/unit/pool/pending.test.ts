@@ -1,0 +1,170 @@
+import { describe, it, expect } from 'vitest';
+import { PendingRequests, Request, SKIP, SYNTHETIC, SIMPLE, type RequestKind } from '../../../src/pool/pending.js';
+
+const KINDS: RequestKind[] = [Request.Parse, Request.Bind, Request.Describe, Request.Execute, Request.Close, Request.Sync];
+const FLAG_SETS = [0, SKIP, SYNTHETIC, SIMPLE, SKIP | SIMPLE, SKIP | SYNTHETIC];
+
+interface Entry {
+  kind: number;
+  flags: number;
+  name: string | undefined;
+}
+
+function drain(q: PendingRequests): Entry[] {
+  const out: Entry[] = [];
+  while (q.length > 0) {
+    out.push({ kind: q.headKind(), flags: q.headFlags(), name: q.headName() });
+    q.shift();
+  }
+  return out;
+}
+
+const entry = (i: number): Entry => ({ kind: KINDS[i % KINDS.length], flags: FLAG_SETS[i % FLAG_SETS.length], name: i % 3 === 0 ? `stmt${i}` : undefined });
+
+describe('PendingRequests', () => {
+  it('is empty at first', () => {
+    const q = new PendingRequests();
+    expect(q.length).toBe(0);
+    expect(q.headKind()).toBe(0);
+    expect(q.headFlags()).toBe(0);
+    expect(q.headName()).toBeUndefined();
+    expect(q.countKind(Request.Sync)).toBe(0);
+    q.shift(); // no-op on empty
+    expect(q.length).toBe(0);
+  });
+
+  it('flag constants do not overlap the kinds', () => {
+    for (const k of KINDS) for (const f of [SKIP, SYNTHETIC, SIMPLE]) expect(k & f).toBe(0);
+    expect(SKIP & SYNTHETIC).toBe(0);
+    expect(SKIP & SIMPLE).toBe(0);
+    expect(SYNTHETIC & SIMPLE).toBe(0);
+  });
+
+  it('shifts in push order with flags and names riding along', () => {
+    const q = new PendingRequests();
+    q.push(Request.Parse, SKIP, 'pgt_a');
+    q.push(Request.Bind);
+    q.push(Request.Execute);
+    q.push(Request.Sync, SKIP | SIMPLE);
+    q.push(Request.Close, SYNTHETIC);
+    expect(q.length).toBe(5);
+    expect(q.headKind()).toBe(Request.Parse);
+    expect(q.headFlags()).toBe(SKIP);
+    expect(q.headName()).toBe('pgt_a');
+    expect(drain(q)).toEqual([
+      { kind: Request.Parse, flags: SKIP, name: 'pgt_a' },
+      { kind: Request.Bind, flags: 0, name: undefined },
+      { kind: Request.Execute, flags: 0, name: undefined },
+      { kind: Request.Sync, flags: SKIP | SIMPLE, name: undefined },
+      { kind: Request.Close, flags: SYNTHETIC, name: undefined },
+    ]);
+    expect(q.headKind()).toBe(0);
+  });
+
+  it('does not leak a name into a later entry reusing the slot', () => {
+    const q = new PendingRequests();
+    for (let round = 0; round < 3; round++) {
+      for (let i = 0; i < 64; i++) q.push(Request.Parse, 0, `r${round}_${i}`);
+      q.clear();
+    }
+    for (let i = 0; i < 64; i++) q.push(Request.Bind);
+    expect(drain(q).every((e) => e.name === undefined)).toBe(true);
+  });
+
+  it.each([65, 128, 129, 1000])('keeps order when growing past 64 to %i entries', (n) => {
+    const q = new PendingRequests();
+    for (let i = 0; i < n; i++) {
+      const e = entry(i);
+      q.push(e.kind as RequestKind, e.flags, e.name);
+    }
+    expect(q.length).toBe(n);
+    expect(drain(q)).toEqual(Array.from({ length: n }, (_, i) => entry(i)));
+  });
+
+  it('keeps order when growing while the ring has wrapped around', () => {
+    for (const offset of [1, 17, 40, 63]) {
+      const q = new PendingRequests();
+      const expected: Entry[] = [];
+      let next = 0;
+      const push = (): void => {
+        const e = entry(next++);
+        q.push(e.kind as RequestKind, e.flags, e.name);
+        expected.push(e);
+      };
+      const shift = (): void => {
+        expect({ kind: q.headKind(), flags: q.headFlags(), name: q.headName() }).toEqual(expected.shift());
+        q.shift();
+      };
+      // Move head to `offset`, fill to capacity so the ring wraps, then grow twice.
+      for (let i = 0; i < offset; i++) push();
+      for (let i = 0; i < offset; i++) shift();
+      for (let i = 0; i < 64; i++) push();
+      expect(q.length).toBe(64);
+      for (let i = 0; i < 10; i++) shift();
+      for (let i = 0; i < 200; i++) push();
+      expect(q.length).toBe(254);
+      expect(drain(q)).toEqual(expected);
+    }
+  });
+
+  it('stays consistent under an interleaved push/shift workload', () => {
+    const q = new PendingRequests();
+    const model: Entry[] = [];
+    let seed = 12345;
+    const rand = (): number => {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+      return seed / 4294967296;
+    };
+    let next = 0;
+    for (let step = 0; step < 5000; step++) {
+      if (rand() < (step < 2500 ? 0.6 : 0.4)) {
+        const e = entry(next++);
+        q.push(e.kind as RequestKind, e.flags, e.name);
+        model.push(e);
+      } else {
+        q.shift();
+        model.shift();
+      }
+      expect(q.length).toBe(model.length);
+      const head = model[0];
+      expect(q.headKind()).toBe(head?.kind ?? 0);
+      expect(q.headFlags()).toBe(head?.flags ?? 0);
+      expect(q.headName()).toBe(head?.name);
+      if (step % 97 === 0) {
+        for (const k of KINDS) expect(q.countKind(k)).toBe(model.filter((e) => e.kind === k).length);
+      }
+    }
+    expect(drain(q)).toEqual(model);
+  });
+
+  it('countKind counts only entries of that kind, ignoring flags, across a wrap', () => {
+    const q = new PendingRequests();
+    for (let i = 0; i < 60; i++) q.push(Request.Execute);
+    for (let i = 0; i < 60; i++) q.shift();
+    // head is at 60: these wrap around the end of the 64-slot ring.
+    q.push(Request.Sync);
+    q.push(Request.Parse, SKIP, 'x');
+    q.push(Request.Sync, SKIP | SIMPLE);
+    q.push(Request.Bind);
+    q.push(Request.Sync, SYNTHETIC);
+    q.push(Request.Execute);
+    q.push(Request.Sync);
+    expect(q.countKind(Request.Sync)).toBe(4);
+    expect(q.countKind(Request.Parse)).toBe(1);
+    expect(q.countKind(Request.Close)).toBe(0);
+    q.shift();
+    expect(q.countKind(Request.Sync)).toBe(3);
+  });
+
+  it('clear empties the queue and it can be reused', () => {
+    const q = new PendingRequests();
+    for (let i = 0; i < 100; i++) q.push(Request.Bind, 0, 'n');
+    q.clear();
+    expect(q.length).toBe(0);
+    expect(q.headKind()).toBe(0);
+    expect(q.headName()).toBeUndefined();
+    expect(q.countKind(Request.Bind)).toBe(0);
+    q.push(Request.Describe, SKIP, 'd');
+    expect(drain(q)).toEqual([{ kind: Request.Describe, flags: SKIP, name: 'd' }]);
+  });
+});
