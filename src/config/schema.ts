@@ -60,6 +60,8 @@ const embeddedBackend = z.strictObject({
     port: port.default(54329),
     user: z.string().default('postgres'),
     password: z.string().default('postgres'),
+    /** Create a sample `items` table for each tenant listed under tenancy.tenants (the `npm start` demo). */
+    demoTenants: z.boolean().default(false),
   }),
   connectTimeout: duration.default(5000),
 });
@@ -72,6 +74,8 @@ const user = z.strictObject({
   /** How the client must prove who it is. Defaults to scram-sha-256 when a password is set, else trust. */
   /** `jwt`: the password must be a JWT (verified with the jwt section); it names the tenant and its claims. */
   auth: z.enum(['scram-sha-256', 'md5', 'cleartext', 'trust', 'jwt']).optional(),
+  /** With a tenancy section: `required` (every login names a tenant) or `exempt` (owners, migrations: no binding, no guard). */
+  tenancy: z.enum(['required', 'exempt']).default('required'),
 });
 
 const jwt = z.strictObject({
@@ -103,14 +107,17 @@ const placements = z.strictObject({
   row: z.strictObject({
     backend: z.string().optional(),
     database: z.string(),
-    /** The setting RLS policies read, e.g. current_setting('app.tenant_id', true). */
-    setting: z.string().regex(/^[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_.]*$/i, 'a custom setting name with a dot, like app.tenant_id').default('app.tenant_id'),
   }).optional(),
   schema: z.strictObject({
     backend: z.string().optional(),
     database: z.string(),
     /** Schema name; {tenant} is replaced by the tenant id. */
     schema: z.string().default('tenant_{tenant}'),
+    /**
+     * Role each schema tenant's transactions run as ({tenant} replaced), granted only its own schema
+     * (`pgtenant sql schema` creates it). Without it, search_path alone separates schema tenants.
+     */
+    role: z.string().optional(),
   }).optional(),
   database: z.strictObject({
     backend: z.string().optional(),

@@ -55,6 +55,8 @@ export class ServerConnection implements FrameHandler {
   readonly pending = new PendingRequests();
   /** Server-side prepared statement names, oldest use first. */
   readonly prepared = new Map<string, true>();
+  /** Tenant binding statements prepared here (kept apart from the LRU of client statements). */
+  readonly bindings = new Set<string>();
   backendPid = 0;
   backendSecret = 0;
   txStatus: number = TxStatus.Idle;
@@ -114,6 +116,11 @@ export class ServerConnection implements FrameHandler {
   }
 
   /** Nothing outstanding and not inside a transaction: can go back to the pool. */
+  /** The next response the server owes is for a statement pgtenant sent itself. */
+  get runningOwnRequests(): boolean {
+    return (this.pending.headFlags() & SKIP) !== 0;
+  }
+
   get isIdle(): boolean {
     return this.pending.length === 0 && this.txStatus === TxStatus.Idle;
   }

@@ -2,6 +2,7 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import { startEmbeddedPostgres, type EmbeddedPostgresServer } from '../backend/embedded.js';
 import { provisionEmbedded } from '../backend/provision.js';
+import { provisionDemoTenants } from '../backend/demo.js';
 import { isEmbedded, type Config } from '../config/schema.js';
 
 export interface RunningBackends {
@@ -33,6 +34,7 @@ export async function startBackends(config: Config, log: Logger): Promise<Runnin
       addresses.set(name, { host: server.host, port: server.port });
       log.info({ backend: name, port: server.port, dataDir: e.dataDir, ms: Date.now() - started }, 'embedded Postgres started');
       await provisionEmbedded(server, config, log);
+      if (e.demoTenants) await provisionDemoTenants(server, name, config, log);
     }
   } catch (err) {
     await Promise.all([...embedded.values()].map((s) => s.stop()));

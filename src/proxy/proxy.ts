@@ -10,6 +10,8 @@ import { PgError, SqlState } from '../protocol/sqlstate.js';
 import { Pool } from '../pool/pool.js';
 import type { ServerEndpoint } from '../pool/server-connection.js';
 import { startBackends, type RunningBackends } from './backends.js';
+import { createJwtVerifier, type JwtVerifier } from '../auth/jwt.js';
+import { Tenancy } from '../tenancy/tenancy.js';
 
 /** The assembled proxy: listener, sessions, pools and the backends behind them. */
 export class Proxy implements SessionHost {
@@ -20,11 +22,19 @@ export class Proxy implements SessionHost {
   private readonly pools = new Map<string, Pool>();
   private nextPid = 1;
   private readonly reaper: NodeJS.Timeout;
+  /** Bumped on every reload that rebuilt tenancy: clients re-place themselves at their next checkout. */
+  tenancyEpoch = 0;
+  /** Connected clients per tenant (for limits.maxClients). */
+  private readonly tenantClients = new Map<string, number>();
+  /** Statements the guard refused since start. */
+  blockedStatements = 0;
 
   private constructor(
     public config: Config,
     readonly log: Logger,
     private readonly backends: RunningBackends,
+    public tenancy: Tenancy | null,
+    public jwtVerifier: JwtVerifier | null,
   ) {
     this.tlsContext = makeTlsContext(config);
     this.listener = net.createServer({ noDelay: true }, (socket) => this.accept(socket));
@@ -35,8 +45,10 @@ export class Proxy implements SessionHost {
   }
 
   static async start(config: Config, log: Logger): Promise<Proxy> {
+    const tenancy = await Tenancy.create(config);
+    const jwtVerifier = config.jwt === undefined ? null : createJwtVerifier(config.jwt);
     const backends = await startBackends(config, log);
-    const proxy = new Proxy(config, log, backends);
+    const proxy = new Proxy(config, log, backends, tenancy, jwtVerifier);
     try {
       await proxy.listen();
     } catch (err) {
@@ -87,21 +99,48 @@ export class Proxy implements SessionHost {
 
   unregister(session: ClientSession): void {
     if (this.sessions.get(session.pid) === session) this.sessions.delete(session.pid);
+    const tenant = session.tenant?.tenant;
+    if (tenant !== undefined && session.admitted) {
+      session.admitted = false;
+      const n = (this.tenantClients.get(tenant) ?? 1) - 1;
+      if (n <= 0) this.tenantClients.delete(tenant);
+      else this.tenantClients.set(tenant, n);
+    }
+  }
+
+  admitTenant(session: ClientSession, tenant: string, maxClients: number | undefined): void {
+    const n = this.tenantClients.get(tenant) ?? 0;
+    if (maxClients !== undefined && n >= maxClients) {
+      throw new PgError(SqlState.TooManyConnections, `too many clients for tenant "${tenant}" (its limits.maxClients is ${maxClients})`, 'FATAL');
+    }
+    this.tenantClients.set(tenant, n + 1);
+    session.admitted = true;
+  }
+
+  statementBlocked(session: ClientSession, reason: string, fingerprint: string): void {
+    this.blockedStatements++;
+    this.log.warn({ tenant: session.tenant?.tenant, user: session.user, pid: session.pid, fingerprint, reason }, 'statement refused by the tenant guard');
   }
 
   /** Forwards a client's CancelRequest to the server connection that client holds now, with that server's key. */
-  cancel(pid: number, secret: number): void {
+  cancel(pid: number, secret: number, attempt = 0): void {
     const session = this.sessions.get(pid);
     const server = session?.server;
     if (!session || session.secret !== secret || !server) return;
+    // While the server still runs pgtenant's own statements (settings, tenant binding), a cancel
+    // could stop the binding and leave the previous tenant's context: wait until they are done.
+    if (server.runningOwnRequests && attempt < 1000) {
+      setTimeout(() => this.cancel(pid, secret, attempt + 1), 1);
+      return;
+    }
     const { host, port } = server.endpoint;
     const socket = net.connect({ host, port }, () => socket.end(cancelRequest(server.backendPid, server.backendSecret)));
     socket.on('error', (err) => this.log.warn({ err: err.message }, 'forwarding a cancel request failed'));
     socket.setTimeout(5000, () => socket.destroy());
   }
 
-  poolFor(user: string, database: string): Pool {
-    const backendName = this.config.route.backend ?? Object.keys(this.config.backends)[0];
+  poolFor(user: string, database: string, backend?: string): Pool {
+    const backendName = backend ?? this.config.route.backend ?? Object.keys(this.config.backends)[0];
     const endpoint = this.endpointFor(backendName, user, database);
     const key = `${backendName}/${database}/${endpoint.user}`;
     let pool = this.pools.get(key);
@@ -132,9 +171,15 @@ export class Proxy implements SessionHost {
   }
 
   /** New settings for new transactions; clients stay connected. Pools whose backend moved are replaced. */
-  reload(config: Config): void {
+  /** SIGHUP: new settings for new transactions; clients stay connected. */
+  async reload(config: Config): Promise<void> {
+    const tenancy = await Tenancy.create(config);
+    const jwtVerifier = config.jwt === undefined ? null : createJwtVerifier(config.jwt);
     const old = this.config;
     this.config = config;
+    this.tenancy = tenancy;
+    this.jwtVerifier = jwtVerifier;
+    this.tenancyEpoch++;
     this.tlsContext = makeTlsContext(config);
     for (const [key, pool] of this.pools) {
       const backendName = key.slice(0, key.indexOf('/'));

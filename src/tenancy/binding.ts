@@ -33,6 +33,8 @@ export interface BindingInput {
   claims?: Record<string, unknown>;
   /** Include statement_timeout in every binding (some tenant has a limit); 0 = none. */
   manageStatementTimeout: boolean;
+  /** Include role in every binding (schema tenants have roles): theirs, or none for everyone else. */
+  manageRole: boolean;
 }
 
 export function makeBinding(input: BindingInput): Binding {
@@ -42,6 +44,7 @@ export function makeBinding(input: BindingInput): Binding {
     [CLAIMS_SETTING, input.claims === undefined ? '' : JSON.stringify(input.claims)],
   ];
   if (placement.kind === 'schema') values.push(['search_path', quoteIdent(placement.schema!)]);
+  if (input.manageRole) values.push(['role', placement.role ?? 'none']);
   if (input.manageStatementTimeout) values.push(['statement_timeout', String(placement.limits.statementTimeout ?? 0)]);
 
   const sql = 'select ' + values.map((_, i) => `pg_catalog.set_config($${2 * i + 1}, $${2 * i + 2}, false)`).join(', ');

@@ -8,6 +8,8 @@ export interface Placement {
   database: string;
   /** Schema placement only. */
   schema?: string;
+  /** Schema placement with a tenant role only. */
+  role?: string;
   limits: TenantLimits;
 }
 
@@ -61,7 +63,8 @@ export class TenantDirectory {
       }
       case 'schema': {
         const p = t.placements.schema!;
-        return { kind, backend: entry?.backend ?? p.backend ?? this.defaultBackend, database: entry?.database ?? p.database, schema: fill(entry?.schema ?? p.schema), limits };
+        const role = p.role === undefined ? undefined : fill(p.role);
+        return { kind, backend: entry?.backend ?? p.backend ?? this.defaultBackend, database: entry?.database ?? p.database, schema: fill(entry?.schema ?? p.schema), role, limits };
       }
       case 'database': {
         const p = t.placements.database!;

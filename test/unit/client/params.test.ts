@@ -103,17 +103,20 @@ describe('settingsDiff', () => {
       ['TimeZone', 'UTC'],
       ['DateStyle', 'ISO, MDY'],
     ]);
-    expect(settingsDiff(wanted, server)).toBe(`SET "TimeZone" TO 'Europe/Paris';SET "work_mem" TO '64MB';`);
+    expect(settingsDiff(wanted, server)).toBe(`SELECT pg_catalog.set_config('TimeZone', 'Europe/Paris', false), pg_catalog.set_config('work_mem', '64MB', false)`);
   });
 
   it('sets an empty value when the server has a different one', () => {
-    expect(settingsDiff(new Map([['application_name', '']]), new Map([['application_name', 'x']]))).toBe(`SET "application_name" TO '';`);
+    expect(settingsDiff(new Map([['application_name', '']]), new Map([['application_name', 'x']]))).toBe(`SELECT pg_catalog.set_config('application_name', '', false)`);
   });
 
-  it('doubles single quotes in values and double quotes in names', () => {
-    expect(settingsDiff(new Map([['application_name', "it's"]]), new Map())).toBe(`SET "application_name" TO 'it''s';`);
-    expect(settingsDiff(new Map([['application_name', "'; DROP TABLE t; --"]]), new Map())).toBe(`SET "application_name" TO '''; DROP TABLE t; --';`);
-    expect(settingsDiff(new Map([['my"app.x', 'v']]), new Map())).toBe(`SET "my""app.x" TO 'v';`);
-    expect(settingsDiff(new Map([['myapp.tenant id', 'a"b']]), new Map())).toBe(`SET "myapp.tenant id" TO 'a"b';`);
+  it('passes a list setting whole, as the server reported it', () => {
+    expect(settingsDiff(new Map([['search_path', '"$user", public']]), new Map([['search_path', 'x']]))).toBe(`SELECT pg_catalog.set_config('search_path', '"$user", public', false)`);
+  });
+
+  it('doubles single quotes in names and values', () => {
+    expect(settingsDiff(new Map([['application_name', "it's"]]), new Map())).toBe(`SELECT pg_catalog.set_config('application_name', 'it''s', false)`);
+    expect(settingsDiff(new Map([['application_name', "'; DROP TABLE t; --"]]), new Map())).toBe(`SELECT pg_catalog.set_config('application_name', '''; DROP TABLE t; --', false)`);
+    expect(settingsDiff(new Map([["my'app.x", 'v']]), new Map())).toBe(`SELECT pg_catalog.set_config('my''app.x', 'v', false)`);
   });
 });
