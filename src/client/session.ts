@@ -3,7 +3,7 @@ import tls from 'node:tls';
 import type { Logger } from 'pino';
 import { ClientAuthenticator } from '../auth/client-auth.js';
 import type { Config } from '../config/schema.js';
-import { Backend, Frontend, TxStatus } from '../protocol/codes.js';
+import { Frontend, TxStatus } from '../protocol/codes.js';
 import { Framer, typeSet, type FrameHandler } from '../protocol/framer.js';
 import { authenticationOk, backendKeyData, errorResponse, negotiateProtocolVersion, parameterStatus, readyForQuery } from '../protocol/messages.js';
 import { Outbox } from '../protocol/outbox.js';
@@ -184,6 +184,7 @@ export class ClientSession implements FrameHandler, ServerOwner {
         throw new PgError(SqlState.InsufficientPrivilege, `setting "${name}" at startup is not allowed through pgtenant`, 'FATAL');
       }
     }
+    if (protectedNames !== null && cfg.users[user]?.tenancy !== 'exempt') this.checkGuardableSettings();
     this.startupSettings = new Map(this.settings);
     this.state = 'authenticating';
     this.framer = new Framer(this, STREAMABLE);
@@ -191,6 +192,18 @@ export class ClientSession implements FrameHandler, ServerOwner {
     const loopback = address.startsWith('127.') || address === '::1' || address === '::ffff:127.0.0.1';
     this.auth = new ClientAuthenticator(user, cfg.users[user], this.tls || loopback, cfg.listen.allowCleartextWithoutTls);
     this.authStep(this.auth.start());
+  }
+
+  /** The guard reads statement text as UTF-8 with standard-conforming strings; a tenant session must not change that. */
+  private checkGuardableSettings(): void {
+    const scs = this.settings.get('standard_conforming_strings');
+    if (scs !== undefined && !/^(on|true|yes|1)$/i.test(scs)) {
+      throw new PgError(SqlState.FeatureNotSupported, 'tenant sessions need standard_conforming_strings = on', 'FATAL');
+    }
+    const encoding = this.settings.get('client_encoding');
+    if (encoding !== undefined && !/^(utf-?8|unicode)$/i.test(encoding.replace(/['"]/g, ''))) {
+      throw new PgError(SqlState.FeatureNotSupported, `tenant sessions need client_encoding UTF8 (got "${encoding}")`, 'FATAL');
+    }
   }
 
   private authStep(step: ReturnType<ClientAuthenticator['start']>): void {
@@ -333,9 +346,6 @@ export class ClientSession implements FrameHandler, ServerOwner {
   // ---- ServerOwner: what the held server connection reports ----
 
   forward(buf: Buffer, start: number, end: number): void {
-    // In transaction mode a notification belongs to whoever LISTENed on that server connection, not
-    // to the client holding it now (LISTEN itself is refused there).
-    if (buf[start] === Backend.NotificationResponse && this.host.config.pool.mode === 'transaction') return;
     this.out.slice(buf, start, end);
   }
 

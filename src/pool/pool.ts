@@ -8,6 +8,7 @@ export interface PoolSettings {
   size: number;
   queueTimeout: number;
   idleTimeout: number;
+  mode: 'session' | 'transaction';
 }
 
 export type AcquireCallback = (err: PgError | null, conn: ServerConnection | null) => void;
@@ -134,6 +135,9 @@ export class Pool {
             return;
           }
           this.all.add(conn);
+          // In transaction mode a notification belongs to whoever LISTENed on the connection, not to
+          // the client holding it now (LISTEN itself is refused there).
+          conn.deliverNotifications = this.settings.mode === 'session';
           this.serverParams ??= new Map(conn.params);
           conn.onClose(() => this.forget(conn));
           this.release(conn);

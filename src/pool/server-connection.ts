@@ -55,6 +55,8 @@ export class ServerConnection implements FrameHandler {
   readonly pending = new PendingRequests();
   /** Server-side prepared statement names, oldest use first. */
   readonly prepared = new Map<string, true>();
+  /** Whether NotificationResponses reach the client holding the connection (session mode). */
+  deliverNotifications = true;
   /** Tenant binding statements prepared here (kept apart from the LRU of client statements). */
   readonly bindings = new Set<string>();
   backendPid = 0;
@@ -242,6 +244,9 @@ export class ServerConnection implements FrameHandler {
         if (!skip) owner.forward(buf, start, end);
         return;
       }
+      case Backend.NotificationResponse:
+        if (this.deliverNotifications) owner.forward(buf, start, end);
+        return;
       default:
         if (!skip) owner.forward(buf, start, end);
     }

@@ -130,7 +130,7 @@ function fingerprint(sql: string): string {
 }
 
 /** sha1 of the text with literals replaced by '?', whitespace collapsed, lower-cased; 16 hex digits like libpg-query's. */
-export function roughFingerprint(sql: string): string {
+function roughFingerprint(sql: string): string {
   const shape = sql
     .replace(/\$([A-Za-z_]\w*)?\$[\s\S]*?\$\1\$/g, '?')
     .replace(/[EeUuBbXxNn]?&?'(?:[^']|'')*'?/g, '?')

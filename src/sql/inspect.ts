@@ -183,7 +183,6 @@ function parseFailure(err: unknown): Reason {
 function statementText(sql: string, location: unknown, length: unknown): string {
   const start = typeof location === 'number' ? location : 0;
   const end = typeof length === 'number' && length > 0 ? start + length : undefined;
-  // eslint-disable-next-line no-control-regex
   if (/^[\x00-\x7f]*$/.test(sql)) return sql.slice(start, end);
   return Buffer.from(sql, 'utf8').subarray(start, end).toString('utf8');
 }

@@ -136,6 +136,12 @@ describe('tenant sources', () => {
     expect(await loginError({ user: 'app@r1', options: '-c app.tenant_id=r2' })).toMatchObject({ code: '42501' });
   });
 
+  it('settings the guard relies on cannot be changed at startup (0A000)', async () => {
+    expect(await loginError({ user: 'app@r1', options: '-c standard_conforming_strings=off' })).toMatchObject({ code: '0A000' });
+    expect(await loginError({ user: 'app@r1', options: '-c client_encoding=SJIS' })).toMatchObject({ code: '0A000' });
+    expect(await tenantSeen({ user: 'app@r1', options: '-c client_encoding=UTF8' })).toBe('r1');
+  });
+
   it('limits.maxClients: one client more gets 53300; others are not affected', async () => {
     const first = new pg.Client({ host: '127.0.0.1', port: proxy.port, user: 'app@r3', password: APP_ROLE.password, database: APP_ROLE.database });
     await first.connect();
