@@ -14,6 +14,7 @@ import pino from 'pino';
 import { startEmbeddedPostgres } from '../src/backend/embedded.js';
 import { configSchema } from '../src/config/schema.js';
 import { Proxy } from '../src/proxy/proxy.js';
+import { freePort } from '../test/harness/ports.js';
 
 const PGBIN = '/usr/lib/postgresql/15/bin';
 const { values } = parseArgs({
@@ -40,7 +41,7 @@ function pgbench(args: string[], env: Record<string, string>): Promise<{ tps: nu
 
 async function main(): Promise<void> {
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'pgtenant-bench-'));
-  const server = await startEmbeddedPostgres({ dataDir, port: 55000 + Math.floor(Math.random() * 1000), user: 'postgres', password: 'postgres', persistent: false });
+  const server = await startEmbeddedPostgres({ dataDir, port: await freePort(), user: 'postgres', password: 'postgres', persistent: false });
   const log = pino({ level: 'warn' });
   const proxies: Proxy[] = [];
   try {

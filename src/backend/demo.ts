@@ -35,18 +35,19 @@ export async function provisionDemoTenants(server: EmbeddedPostgresServer, backe
     if (p.backend !== backendName) continue;
     await ensureDatabase(p.database);
     const db = endpoint(p.database);
-    const asOwner = `SET ROLE ${quoteIdent(owner)};`;
+    // Created by the superuser, then handed to the owner: the owner may lack rights on a fresh schema.
+    const table = `${ITEMS}; ${seed(tenant)} ALTER TABLE items OWNER TO ${quoteIdent(owner)};`;
     switch (p.kind) {
       case 'row':
-        await runSql(db, `${asOwner} ${ITEMS}; RESET ROLE; ${rlsSql({ table: 'public.items', column: 'tenant_id', columnType: 'text', setting: tenancy.setting, role: login })}`);
-        await runSql(db, `SET ROLE ${quoteIdent(owner)}; ALTER TABLE items NO FORCE ROW LEVEL SECURITY; ${seed(tenant)} ALTER TABLE items FORCE ROW LEVEL SECURITY;`);
+        await runSql(db, table + rlsSql({ table: 'public.items', column: 'tenant_id', columnType: 'text', setting: tenancy.setting, role: login }));
         break;
-      case 'schema':
-        await runSql(db, schemaSql({ tenant, schema: tenancy.placements.schema!.schema, loginRole: login, tenantRole: tenancy.placements.schema!.role }) + `GRANT CREATE ON SCHEMA ${quoteIdent(p.schema!)} TO ${quoteIdent(owner)};`);
-        await runSql(db, `SET search_path = ${quoteIdent(p.schema!)}; ${asOwner} ${ITEMS}; ${seed(tenant)} RESET ROLE;` + schemaSql({ tenant, schema: tenancy.placements.schema!.schema, loginRole: login, tenantRole: tenancy.placements.schema!.role }));
+      case 'schema': {
+        const schemaSetup = schemaSql({ tenant, schema: tenancy.placements.schema!.schema, loginRole: login, tenantRole: tenancy.placements.schema!.role });
+        await runSql(db, `${schemaSetup} SET search_path = ${quoteIdent(p.schema!)}; ${table} RESET search_path; ${schemaSetup}`);
         break;
+      }
       case 'database':
-        await runSql(db, `${asOwner} ${ITEMS}; ${seed(tenant)} GRANT SELECT, INSERT, UPDATE, DELETE ON items TO ${quoteIdent(login)};`);
+        await runSql(db, `${table} GRANT SELECT, INSERT, UPDATE, DELETE ON items TO ${quoteIdent(login)};`);
         break;
     }
     log.info({ tenant, placement: p.kind, database: p.database, schema: p.schema }, 'demo tenant ready');

@@ -74,6 +74,8 @@ const user = z.strictObject({
   /** How the client must prove who it is. Defaults to scram-sha-256 when a password is set, else trust. */
   /** `jwt`: the password must be a JWT (verified with the jwt section); it names the tenant and its claims. */
   auth: z.enum(['scram-sha-256', 'md5', 'cleartext', 'trust', 'jwt']).optional(),
+  /** The login pgtenant uses on the backend for this user (a user defined here; its password is used): e.g. JWT users running as `web`. */
+  backendUser: z.string().optional(),
   /** With a tenancy section: `required` (every login names a tenant) or `exempt` (owners, migrations: no binding, no guard). */
   tenancy: z.enum(['required', 'exempt']).default('required'),
 });
@@ -199,6 +201,9 @@ export const configSchema = z.strictObject({
     if (t.resolve.includes('jwt') && cfg.jwt === undefined && Object.values(cfg.users).some((u) => u.auth === 'jwt')) {
       ctx.addIssue({ code: 'custom', path: ['jwt'], message: 'users with auth: jwt need a jwt section with a key' });
     }
+  }
+  for (const [name, u] of Object.entries(cfg.users)) {
+    if (u.backendUser !== undefined && !(u.backendUser in cfg.users)) ctx.addIssue({ code: 'custom', path: ['users', name, 'backendUser'], message: `backendUser "${u.backendUser}" is not defined under users` });
   }
   for (const name of cfg.admin.users) {
     if (!(name in cfg.users)) ctx.addIssue({ code: 'custom', path: ['admin', 'users'], message: `admin user "${name}" is not defined under users` });

@@ -155,14 +155,15 @@ export class Proxy implements SessionHost {
     const backend = this.config.backends[backendName];
     const address = this.backends.address(backendName);
     if (backend === undefined || address === undefined) throw new PgError(SqlState.ConnectionUnableToConnect, `backend "${backendName}" is not configured`, 'FATAL');
-    const clientPassword = this.config.users[user]?.password;
-    const plaintext = clientPassword !== undefined && !clientPassword.startsWith('SCRAM-SHA-256$') ? clientPassword : undefined;
+    const login = this.config.users[user]?.backendUser ?? user;
+    const password = this.config.users[login]?.password;
+    const plaintext = password !== undefined && !password.startsWith('SCRAM-SHA-256$') && !/^md5[0-9a-f]{32}$/.test(password) ? password : undefined;
     if (isEmbedded(backend)) {
-      return { ...address, user, password: plaintext, database, tls: { mode: 'disable' }, connectTimeout: backend.connectTimeout };
+      return { ...address, user: login, password: plaintext, database, tls: { mode: 'disable' }, connectTimeout: backend.connectTimeout };
     }
     return {
       ...address,
-      user: backend.user ?? user,
+      user: backend.user ?? login,
       password: backend.password ?? plaintext,
       database,
       tls: backend.tls,
@@ -170,8 +171,7 @@ export class Proxy implements SessionHost {
     };
   }
 
-  /** New settings for new transactions; clients stay connected. Pools whose backend moved are replaced. */
-  /** SIGHUP: new settings for new transactions; clients stay connected. */
+  /** SIGHUP: new settings for new transactions; clients stay connected. Pools whose backend changed are replaced. */
   async reload(config: Config): Promise<void> {
     const tenancy = await Tenancy.create(config);
     const jwtVerifier = config.jwt === undefined ? null : createJwtVerifier(config.jwt);
