@@ -1,104 +1,148 @@
 /**
- * pgbench -S through pgtenant vs direct Postgres, same run, same server.
- *   npm run bench -- [--clients 32] [--seconds 10] [--modes simple,extended,prepared]
- * Targets: direct, proxy (transaction mode, no tenancy), tenant-row (binding + guard), tenant-row-noguard
- * (binding only). Prints a table and writes bench/results/pgbench-<time>.json.
+ * pgbench matrix through PgBouncer and pgtenant vs direct Postgres, same run, same server (issue 4).
+ *   npm run bench -- [--seconds 10] [--runs 3] [--scale 10] [--pool 20] [--only S-c32,prepared-c16]
+ * Cells: -S at c=1/8/32/128, -S -M extended and -S -M prepared at c=16, tpcb-like at c=16, -S -C at c=8.
+ * Targets: direct; pgbouncer (transaction mode, default_pool_size = --pool; installed with apt-get when
+ * missing); pgtenant (row-placement tenant bench@t1, binding and guard on); pgtenant-plain (no tenancy).
+ * pgtenant runs in child processes. Targets are interleaved within each cell, each cell is repeated
+ * --runs times and medians are reported. Writes bench/results/bench-<time>.json and .svg.
  */
-import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import pg from 'pg';
-import pino from 'pino';
-import { startEmbeddedPostgres } from '../src/backend/embedded.js';
-import { configSchema } from '../src/config/schema.js';
-import { Proxy } from '../src/proxy/proxy.js';
-import { freePort } from '../test/harness/ports.js';
+import { ensurePgbouncer, startPgbouncer } from './lib/pgbouncer.js';
+import { startPgtenant } from './lib/pgtenant.js';
+import { startBenchPostgres } from './lib/postgres.js';
+import { cleanupAll, installExitHandlers, run } from './lib/procs.js';
+import { markdownTable, summarize, svgChart, type Sample } from './lib/report.js';
+import { CELLS, runPgbench, type RunTarget } from './lib/run-pgbench.js';
 
-const PGBIN = '/usr/lib/postgresql/15/bin';
 const { values } = parseArgs({
-  options: { clients: { type: 'string', default: '32' }, seconds: { type: 'string', default: '10' }, modes: { type: 'string', default: 'simple,extended,prepared' }, scale: { type: 'string', default: '2' }, pool: { type: 'string', default: '20' } },
+  options: {
+    seconds: { type: 'string', default: '10' },
+    runs: { type: 'string', default: '3' },
+    scale: { type: 'string', default: '10' },
+    pool: { type: 'string', default: '20' },
+    only: { type: 'string' },
+  },
 });
-const clients = Number(values.clients);
 const seconds = Number(values.seconds);
-const modes = values.modes!.split(',');
+const runs = Number(values.runs);
+const scale = Number(values.scale);
+const poolSize = Number(values.pool);
+for (const [k, v] of Object.entries({ seconds, runs, scale, pool: poolSize })) {
+  if (!Number.isInteger(v) || v <= 0) throw new Error(`--${k} must be a positive integer`);
+}
+const only = values.only?.split(',').map((s) => s.trim()).filter((s) => s !== '');
+const unknownCells = (only ?? []).filter((n) => !CELLS.some((c) => c.name === n));
+if (unknownCells.length > 0) throw new Error(`unknown cell(s) ${unknownCells.join(', ')}; known: ${CELLS.map((c) => c.name).join(', ')}`);
+const cells = only ? CELLS.filter((c) => only.includes(c.name)) : CELLS;
 
-function pgbench(args: string[], env: Record<string, string>): Promise<{ tps: number; failed: number; out: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(path.join(PGBIN, 'pgbench'), args, { env: { ...process.env, ...env } });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-    child.on('error', reject);
-    child.on('close', () => {
-      const tps = /tps = ([\d.]+) \(without initial connection time\)/.exec(out);
-      const failed = /number of failed transactions: (\d+)/.exec(out);
-      resolve({ tps: tps ? Number(tps[1]) : 0, failed: failed ? Number(failed[1]) : -1, out });
-    });
-  });
+const DB = 'bench';
+const USER = 'bench';
+const PASSWORD = 'bench';
+
+interface Target extends RunTarget {
+  name: string;
 }
 
-async function main(): Promise<void> {
-  const dataDir = mkdtempSync(path.join(os.tmpdir(), 'pgtenant-bench-'));
-  const server = await startEmbeddedPostgres({ dataDir, port: await freePort(), user: 'postgres', password: 'postgres', persistent: false });
-  const log = pino({ level: 'warn' });
-  const proxies: Proxy[] = [];
+function gitCommit(): string | undefined {
   try {
-    const admin = new pg.Client({ host: server.host, port: server.port, user: 'postgres', password: 'postgres', database: 'postgres' });
-    await admin.connect();
-    await admin.query("CREATE ROLE bench LOGIN PASSWORD 'bench'");
-    await admin.query('CREATE DATABASE bench OWNER bench');
-    await admin.end();
-    const env = { PGPASSWORD: 'bench' };
-    const init = await pgbench(['-i', '-q', '-s', values.scale!, '-h', server.host, '-p', String(server.port), '-U', 'bench', 'bench'], env);
-    if (!/done in/.test(init.out)) throw new Error(`pgbench -i failed:\n${init.out}`);
-
-    const base = {
-      listen: { host: '127.0.0.1', port: 0 },
-      backends: { main: { host: server.host, port: server.port } },
-      users: { bench: { password: 'bench' } },
-      pool: { mode: 'transaction', size: Number(values.pool), queueTimeout: '30s' },
-      log: { level: 'warn' },
-    };
-    const tenancy = (guard: boolean) => ({ placements: { row: { database: 'bench' } }, default: 'row', unknown: 'default', guard });
-    const plain = await Proxy.start(configSchema.parse(base), log);
-    const tenant = await Proxy.start(configSchema.parse({ ...base, tenancy: tenancy(true) }), log);
-    const noGuard = await Proxy.start(configSchema.parse({ ...base, tenancy: tenancy(false) }), log);
-    proxies.push(plain, tenant, noGuard);
-
-    const targets: { name: string; port: number; user: string }[] = [
-      { name: 'direct', port: server.port, user: 'bench' },
-      { name: 'proxy', port: plain.port, user: 'bench' },
-      { name: 'tenant-row', port: tenant.port, user: 'bench@t1' },
-      { name: 'tenant-row-noguard', port: noGuard.port, user: 'bench@t1' },
-    ];
-
-    const results: { target: string; mode: string; tps: number; failed: number }[] = [];
-    for (const mode of modes) {
-      for (const t of targets) {
-        const r = await pgbench(['-S', '-M', mode, '-c', String(clients), '-j', '2', '-T', String(seconds), '-n', '-h', '127.0.0.1', '-p', String(t.port), '-U', t.user, 'bench'], env);
-        results.push({ target: t.name, mode, tps: r.tps, failed: r.failed });
-        console.log(`${mode.padEnd(9)} ${t.name.padEnd(19)} ${r.tps.toFixed(0).padStart(8)} tps  failed=${r.failed}`);
-        if (r.tps === 0) console.log(r.out);
-      }
-    }
-    console.log('\nratio to direct Postgres:');
-    for (const mode of modes) {
-      const direct = results.find((r) => r.mode === mode && r.target === 'direct')!.tps;
-      for (const r of results.filter((x) => x.mode === mode && x.target !== 'direct')) console.log(`${mode.padEnd(9)} ${r.target.padEnd(19)} ${(r.tps / direct).toFixed(2)}`);
-    }
-    mkdirSync('bench/results', { recursive: true });
-    const file = `bench/results/pgbench-${new Date().toISOString().replace(/[:.]/g, '-')}.json`;
-    writeFileSync(file, JSON.stringify({ clients, seconds, scale: values.scale, pool: values.pool, cpus: os.cpus().length, results }, null, 2));
-    console.log(`\nwritten to ${file}`);
-  } finally {
-    for (const p of proxies) await p.close();
-    await server.stop();
+    const sha = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8', stdio: 'pipe' }).trim();
+    const dirty = execFileSync('git', ['status', '--porcelain', 'src'], { encoding: 'utf8', stdio: 'pipe' }).trim() !== '';
+    return dirty ? `${sha} (src/ modified)` : sha;
+  } catch {
+    return undefined;
   }
 }
 
-main().catch((err: unknown) => {
-  console.error(err);
-  process.exit(1);
-});
+async function main(): Promise<void> {
+  installExitHandlers();
+  const started = new Date();
+  const bouncerBin = await ensurePgbouncer();
+  const bouncerNote = 'unavailable' in bouncerBin ? `pgbouncer: NOT BENCHMARKED — ${bouncerBin.unavailable}` : `pgbouncer: ${bouncerBin.version}`;
+  if ('unavailable' in bouncerBin) console.log(`${bouncerNote}; continuing without it`);
+
+  const server = await startBenchPostgres({ scale, user: USER, password: PASSWORD, database: DB });
+  const targets: Target[] = [{ name: 'direct', port: server.port, user: USER }];
+  let bouncerConfig: string | undefined;
+  if (!('unavailable' in bouncerBin)) {
+    const b = await startPgbouncer({ bin: bouncerBin.bin, backendPort: server.port, database: DB, user: USER, password: PASSWORD, poolSize });
+    bouncerConfig = b.config;
+    targets.push({ name: 'pgbouncer', port: b.port, user: USER });
+  }
+  const common = { backendPort: server.port, database: DB, user: USER, password: PASSWORD, poolSize };
+  const tenant = await startPgtenant({ ...common, name: 'pgtenant', tenancy: { guard: true } });
+  const plain = await startPgtenant({ ...common, name: 'pgtenant-plain' });
+  targets.push({ name: 'pgtenant', port: tenant.port, user: `${USER}@t1` }, { name: 'pgtenant-plain', port: plain.port, user: USER });
+
+  const opts = { seconds, database: DB, password: PASSWORD };
+  console.log(`warm-up: 2 s of -S -c 8 per target (${targets.map((t) => t.name).join(', ')})`);
+  for (const t of targets) {
+    const r = await runPgbench({ name: 'warmup', args: ['-S'], clients: 8 }, t, { ...opts, seconds: 2 });
+    if (r.tps === 0) throw new Error(`warm-up through ${t.name} failed: ${r.error ?? `exit ${r.exitCode}`}`);
+  }
+
+  const total = cells.length * targets.length * runs;
+  console.log(`\n${cells.length} cells × ${targets.length} targets × ${runs} runs × ${seconds} s ≈ ${Math.ceil((total * (seconds + 1)) / 60)} min\n`);
+  const samples: Sample[] = [];
+  let n = 0;
+  for (const cell of cells) {
+    for (let r = 0; r < runs; r++) {
+      // Rotate the order each run so no target always goes first (or right after the vacuum).
+      const order = targets.map((_, i) => targets[(i + r) % targets.length]!);
+      for (const t of order) {
+        if (cell.vacuum) await server.sql('VACUUM pgbench_branches', 'VACUUM pgbench_tellers', 'TRUNCATE pgbench_history');
+        const result = await runPgbench(cell, t, opts);
+        samples.push({ cell: cell.name, target: t.name, run: r + 1, result });
+        const extra =
+          result.runAborted || result.aborted > 0 || result.failed > 0
+            ? `  ${result.runAborted ? `RUN ABORTED (exit ${result.exitCode}) ` : ''}clients aborted=${result.aborted} failed=${result.failed} ${result.error ?? ''}`
+            : '';
+        console.log(
+          `[${String(++n).padStart(3)}/${total}] ${cell.name.padEnd(13)} ${t.name.padEnd(15)} run ${r + 1}: ` +
+            `${result.tps.toFixed(0).padStart(7)} tps  mean ${result.meanMs.toFixed(3)} ms  p99 ${result.p99Ms.toFixed(3)} ms${extra}`,
+        );
+      }
+    }
+  }
+
+  const names = targets.map((t) => t.name);
+  const summary = summarize(samples, cells.map((c) => c.name), names);
+  const header = `pgbench ${seconds} s × ${runs} runs (medians), scale ${scale}, pool ${poolSize}, ${os.cpus().length} CPUs; Postgres ${server.version}; ${bouncerNote}; node ${process.version}`;
+  console.log(`\n${header}\n`);
+  console.log(markdownTable(summary));
+  const tp = summary.find((s) => s.cell === 'prepared-c16' && s.target === 'pgtenant');
+  const be = summary.find((s) => s.cell === 'extended-c16' && s.target === 'pgbouncer');
+  if (tp && be && be.tps > 0) console.log(`\npgtenant -M prepared vs pgbouncer -M extended (c=16): ${tp.tps.toFixed(0)} / ${be.tps.toFixed(0)} = ${(tp.tps / be.tps).toFixed(2)}`);
+
+  const dir = path.join(import.meta.dirname, 'results');
+  mkdirSync(dir, { recursive: true });
+  const stamp = started.toISOString().replace(/[:.]/g, '-');
+  const base = path.join(dir, `bench-${stamp}`);
+  const meta = {
+    started: started.toISOString(),
+    finished: new Date().toISOString(),
+    command: `npm run bench -- ${process.argv.slice(2).join(' ')}`.trim(),
+    options: { seconds, runs, scale, pool: poolSize, cells: cells.map((c) => c.name) },
+    machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, node: process.version },
+    versions: { postgres: server.version, pgbench: (await run(path.join('/usr/lib/postgresql/15/bin', 'pgbench'), ['--version'])).out.trim(), pgbouncer: bouncerNote, pgtenant: gitCommit() },
+    targets: targets.map((t) => ({ name: t.name, user: t.user })),
+    pgtenantConfig: { tenant: tenant.config, plain: plain.config },
+    pgbouncerConfig: bouncerConfig,
+    cells,
+  };
+  writeFileSync(`${base}.json`, JSON.stringify({ ...meta, summary, samples }, null, 2));
+  writeFileSync(`${base}.svg`, svgChart(summary, cells.map((c) => c.name), names, header));
+  console.log(`\nwritten ${path.relative(process.cwd(), base)}.json and .svg`);
+}
+
+main()
+  .then(() => cleanupAll())
+  .catch(async (err: unknown) => {
+    console.error(err);
+    await cleanupAll();
+    process.exitCode = 1;
+  });

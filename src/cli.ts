@@ -40,6 +40,7 @@ async function start(file: string): Promise<void> {
   let proxy: Proxy;
   try {
     proxy = await Proxy.start(config, log);
+    proxy.configFile = file;
   } catch (err) {
     log.fatal({ err: (err as Error).message }, 'pgtenant could not start');
     process.exit(1);

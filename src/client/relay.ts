@@ -55,6 +55,9 @@ export class TransactionRelay {
   private cancelCheckout: (() => void) | null = null;
   /** Parts of a large client message still to come, and whether they go to the server now. */
   private largeRemaining = false;
+  /** When the current unit of work started (performance.now(); 0: none), and the server's counters then. */
+  private unitStart = 0;
+  private unitRows = 0;
   /** Rest of a large CopyData for a COPY the server already ended: dropped. */
   private droppingLarge = false;
   private readonly statements = new Map<string, PreparedStatement>();
@@ -118,9 +121,11 @@ export class TransactionRelay {
   }
 
   /** ReadyForQuery from the held server went to the client. */
-  serverReady(_status: number): void {
+  serverReady(status: number): void {
     const server = this.session.server;
-    if (server === null || !this.transactionMode) return;
+    if (server === null) return;
+    if (status === TxStatus.Idle && this.unitStart !== 0 && server.pending.length === 0) this.endUnit(server);
+    if (!this.transactionMode) return;
     if (server.isIdle && this.held.length === 0 && !this.largeRemaining) {
       this.session.server = null;
       if (this.serverStatementsStale) {
@@ -156,6 +161,18 @@ export class TransactionRelay {
 
   /** Queued client messages are replayed once the connection arrives (at once when one is idle). */
   private checkout(): void {
+    // An admin PAUSE holds the tenant's new transactions (its messages stay held) until RESUME.
+    const tenant = this.session.tenant?.tenant;
+    if (tenant !== undefined) {
+      const cancelWait = this.session.whenResumed(tenant, () => {
+        this.cancelCheckout = null;
+        this.checkout();
+      });
+      if (cancelWait !== null) {
+        this.cancelCheckout = cancelWait;
+        return;
+      }
+    }
     // After a reload moved this client (its backend or its tenant's placement), take the new pool.
     if (this.pool.retired || this.session.placementStale) this.pool = this.session.repool();
     let cancelled = false;
@@ -302,8 +319,27 @@ export class TransactionRelay {
     return true;
   }
 
+  /** A unit of work (transaction, or autocommit statements up to ReadyForQuery 'I') starts on `server`. */
+  private beginUnit(server: ServerConnection): void {
+    this.unitStart = performance.now();
+    this.unitRows = server.rowsOut;
+  }
+
+  private endUnit(server: ServerConnection): void {
+    const seconds = (performance.now() - this.unitStart) / 1000;
+    this.unitStart = 0;
+    const u = this.session.usage;
+    u.transactions++;
+    u.busySeconds += seconds;
+    u.latency.observe(seconds);
+    u.rows += server.rowsOut - this.unitRows;
+    this.session.backendLatency(this.pool.backendName).observe(seconds);
+  }
+
   private dispatch(server: ServerConnection, type: number, buf: Buffer, start: number, end: number): void {
     const pending = server.pending;
+    if (this.unitStart === 0 && type !== Frontend.Terminate) this.beginUnit(server);
+    if (type === Frontend.Query || type === Frontend.Execute) this.session.usage.queries++;
     switch (type) {
       case Frontend.Query: {
         const refusal = this.transactionMode && startsWithListen(buf, start + 5, end)

@@ -16,6 +16,19 @@ import { TransactionRelay } from './relay.js';
 import type { JwtVerifier } from '../auth/jwt.js';
 import { TENANT_OPTION } from '../tenancy/resolver.js';
 import type { Tenancy, TenantContext } from '../tenancy/tenancy.js';
+import { NO_TENANT, TenantUsage, type UsageRegistry } from '../stats/usage.js';
+import type { Histogram } from '../stats/histogram.js';
+import { ADMIN_DATABASE, runAdminCommand, type AdminTarget } from '../admin/console.js';
+
+/** What the admin console reports at login. */
+const ADMIN_PARAMS = new Map([
+  ['server_version', '15.0 (pgtenant admin)'],
+  ['server_encoding', 'UTF8'],
+  ['client_encoding', 'UTF8'],
+  ['DateStyle', 'ISO, MDY'],
+  ['integer_datetimes', 'on'],
+  ['standard_conforming_strings', 'on'],
+]);
 
 /** What a session needs from the proxy around it. */
 export interface SessionHost {
@@ -34,6 +47,12 @@ export interface SessionHost {
   readonly jwtVerifier: JwtVerifier | null;
   /** Counts the client against its tenant's maxClients (53300 beyond it). */
   admitTenant(session: ClientSession, tenant: string, maxClients: number | undefined): void;
+  /** Per-tenant usage and latency. */
+  readonly usage: UsageRegistry;
+  /** What the admin console reads and steers. */
+  readonly adminTarget: AdminTarget;
+  /** Whether the tenant's new transactions are held (admin PAUSE); `resume` runs when released, the returned function cancels. */
+  whenResumed(tenant: string, resume: () => void): (() => void) | null;
   /** A guarded statement was refused: count and log it. */
   statementBlocked(session: ClientSession, reason: string, fingerprint: string): void;
   /** Whether new logins are refused (shutting down). */
@@ -59,6 +78,11 @@ export class ClientSession implements FrameHandler, ServerOwner {
   /** The tenant this client is bound to; null for tenancy-exempt users and proxies without tenancy. */
   tenant: TenantContext | null = null;
   private tenantEpoch = 0;
+  /** Where this client's work is counted; replaced at login once the tenant is known. */
+  usage = new TenantUsage(NO_TENANT);
+  /** Connected to the admin console instead of a database. */
+  adminConsole = false;
+  private adminQueue: Promise<void> = Promise.resolve();
   /** Counted in the proxy's per-tenant client numbers. */
   admitted = false;
   private clues: { userTenant?: string; optionsTenant?: string; jwtTenant?: string; claims?: Record<string, unknown> } = {};
@@ -154,6 +178,10 @@ export class ClientSession implements FrameHandler, ServerOwner {
     this.listen(secure);
   }
 
+  get remoteAddress(): string {
+    return this.socket.remoteAddress ?? '';
+  }
+
   /** SNI name the client sent in its TLS handshake, if any. */
   get serverName(): string | undefined {
     const name = (this.socket as tls.TLSSocket).servername;
@@ -184,7 +212,7 @@ export class ClientSession implements FrameHandler, ServerOwner {
         throw new PgError(SqlState.InsufficientPrivilege, `setting "${name}" at startup is not allowed through pgtenant`, 'FATAL');
       }
     }
-    if (protectedNames !== null && cfg.users[user]?.tenancy !== 'exempt') this.checkGuardableSettings();
+    if (protectedNames !== null && cfg.users[user]?.tenancy !== 'exempt' && this.database !== ADMIN_DATABASE) this.checkGuardableSettings();
     this.startupSettings = new Map(this.settings);
     this.state = 'authenticating';
     this.framer = new Framer(this, STREAMABLE);
@@ -251,6 +279,14 @@ export class ClientSession implements FrameHandler, ServerOwner {
 
   /** After authentication: bind the tenant (if any), then connect. */
   private login(): void {
+    if (this.database === ADMIN_DATABASE) {
+      if (!this.host.config.admin.users.includes(this.user)) {
+        throw new PgError(SqlState.InvalidAuthorizationSpecification, `user "${this.user}" may not open the admin console`, 'FATAL', undefined, 'add the user to admin.users');
+      }
+      this.adminConsole = true;
+      this.welcome(ADMIN_PARAMS);
+      return;
+    }
     const tenancy = this.host.tenancy;
     if (tenancy !== null && this.host.config.users[this.user]?.tenancy !== 'exempt') {
       this.tenant = tenancy.contextFor({ ...this.clues, database: this.database, serverName: this.serverName });
@@ -299,6 +335,9 @@ export class ClientSession implements FrameHandler, ServerOwner {
 
   private welcome(serverParams: Map<string, string>): void {
     const key = this.host.register(this);
+    this.usage = this.host.usage.of(this.tenant?.tenant ?? NO_TENANT);
+    this.usage.clients++;
+    if (this.tenant !== null) this.usage.placement = this.tenant.placement.kind;
     this.pid = key.pid;
     this.secret = key.secret;
     this.out.push(authenticationOk());
@@ -315,7 +354,7 @@ export class ClientSession implements FrameHandler, ServerOwner {
     this.out.push(readyForQuery(TxStatus.Idle));
     this.state = 'ready';
     this.log.debug({ user: this.user, database: this.database, pid: this.pid }, 'client ready');
-    this.relay!.start();
+    this.relay?.start();
   }
 
   // ---- FrameHandler: typed client messages ----
@@ -326,12 +365,41 @@ export class ClientSession implements FrameHandler, ServerOwner {
       this.authStep(this.auth!.next(buf.subarray(start + 5, end)));
       return;
     }
+    if (this.adminConsole && this.state === 'ready') {
+      this.adminMessage(type, buf, start, end);
+      return;
+    }
     if (this.relay === null || this.state !== 'ready') {
       if (type === Frontend.Terminate) this.closeQuietly();
       else throw new PgError(SqlState.ProtocolViolation, 'unexpected message before login completed', 'FATAL');
       return;
     }
     this.relay.message(type, buf, start, end);
+  }
+
+  /** Admin console: simple queries only, answered one after another. */
+  private adminMessage(type: number, buf: Buffer, start: number, end: number): void {
+    if (type === Frontend.Terminate) {
+      this.closeQuietly();
+      return;
+    }
+    if (type === Frontend.Query) {
+      const text = buf.toString('utf8', start + 5, end - 1);
+      this.adminQueue = this.adminQueue.then(async () => {
+        const answer = await runAdminCommand(this.host.adminTarget, text);
+        if (this.state === 'closed') return;
+        for (const m of answer) this.out.push(m);
+        this.out.push(readyForQuery(TxStatus.Idle));
+      });
+      return;
+    }
+    if (type === Frontend.Sync) {
+      this.adminQueue = this.adminQueue.then(() => this.out.push(readyForQuery(TxStatus.Idle)));
+      return;
+    }
+    this.adminQueue = this.adminQueue.then(() =>
+      this.out.push(errorResponse({ severity: 'ERROR', code: SqlState.FeatureNotSupported, message: 'the admin console takes simple queries only (psql, or node-postgres without parameters)' })),
+    );
   }
 
   largeStart(type: number, total: number, head: Buffer): void {
@@ -346,6 +414,7 @@ export class ClientSession implements FrameHandler, ServerOwner {
   // ---- ServerOwner: what the held server connection reports ----
 
   forward(buf: Buffer, start: number, end: number): void {
+    this.usage.bytes += end - start;
     this.out.slice(buf, start, end);
   }
 
@@ -372,6 +441,10 @@ export class ClientSession implements FrameHandler, ServerOwner {
     else this.socket.resume();
   }
 
+  serverError(code: string): void {
+    this.usage.error(code);
+  }
+
   proxyRequestFailed(code: string, message: string, binding: boolean): void {
     if (!binding) {
       this.log.warn({ user: this.user, pid: this.pid, code, message }, 'a statement pgtenant sent on the client\'s behalf failed');
@@ -387,7 +460,16 @@ export class ClientSession implements FrameHandler, ServerOwner {
 
   /** A statement the guard refused. */
   statementBlocked(reason: string, fingerprint: string): void {
+    this.usage.blocked++;
     this.host.statementBlocked(this, reason, fingerprint);
+  }
+
+  whenResumed(tenant: string, resume: () => void): (() => void) | null {
+    return this.host.whenResumed(tenant, resume);
+  }
+
+  backendLatency(backend: string): Histogram {
+    return this.host.usage.backend(backend);
   }
 
   // ---- used by the relay ----
@@ -448,7 +530,9 @@ export class ClientSession implements FrameHandler, ServerOwner {
 
   private onSocketClosed(): void {
     if (this.state === 'closed') return;
+    const wasReady = this.state === 'ready';
     this.state = 'closed';
+    if (wasReady) this.usage.clients--;
     this.relay?.clientGone();
     this.host.unregister(this);
     if (!this.socket.destroyed) setTimeout(() => this.socket.destroy(), 1000).unref();

@@ -31,8 +31,12 @@ const listen = z.strictObject({
 
 const admin = z.strictObject({
   host: z.string().default('127.0.0.1'),
-  port: port.default(9930),
+  /** HTTP port for /metrics, /health, /ready, /tenants and the dashboard; none when unset. */
+  port: port.optional(),
+  /** Users who may open the admin console (database `pgtenant` on the listen port). */
   users: z.array(z.string()).default([]),
+  /** Tenants with their own metric labels (busiest first); the rest are summed as "other". */
+  metricsTopTenants: z.number().int().positive().default(50),
 });
 
 const backendTls = z.strictObject({

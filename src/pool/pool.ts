@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { Histogram } from '../stats/histogram.js';
 import { query } from '../protocol/messages.js';
 import { PgError, SqlState } from '../protocol/sqlstate.js';
 import { Request, SIMPLE, SKIP } from './pending.js';
@@ -27,6 +28,10 @@ export class Pool {
   private connecting = 0;
   /** ParameterStatus values of the first server connection, shown to clients at login. */
   serverParams: Map<string, string> | null = null;
+  /** Backend this pool connects to (the first part of its key). */
+  readonly backendName: string;
+  /** How long clients waited for a server connection. */
+  readonly queueWait = new Histogram();
   /** No new checkouts (config reload moved this pool's backend, or shutdown). */
   retired = false;
 
@@ -35,10 +40,17 @@ export class Pool {
     readonly endpoint: ServerEndpoint,
     public settings: PoolSettings,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.backendName = key.slice(0, key.indexOf('/'));
+  }
 
   get stats(): { total: number; idle: number; active: number; waiting: number; connecting: number } {
     return { total: this.all.size, idle: this.idle.length, active: this.all.size - this.idle.length, waiting: this.waiters.length, connecting: this.connecting };
+  }
+
+  /** Every server connection, for SHOW SERVERS. */
+  get connections(): { backendPid: number; idle: boolean; prepared: number }[] {
+    return [...this.all].map((c) => ({ backendPid: c.backendPid, idle: this.idle.includes(c), prepared: c.prepared.size }));
   }
 
   /** Hands over a server connection now when one is idle, else queues the caller. Returns a cancel function. */
@@ -82,6 +94,7 @@ export class Pool {
     const waiter = this.waiters.shift();
     if (waiter !== undefined) {
       clearTimeout(waiter.timer);
+      this.queueWait.observe((Date.now() - waiter.since) / 1000);
       waiter.cb(null, conn);
       return;
     }
@@ -176,6 +189,7 @@ export class Pool {
       forward: noop,
       inject: noop,
       parameter: noop,
+      serverError: noop,
       serverBackpressure: noop,
       lost: noop,
       proxyRequestFailed(code, message) {

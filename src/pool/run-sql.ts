@@ -28,6 +28,7 @@ export async function runSql(endpoint: ServerEndpoint, sql: string): Promise<(st
         parameter() {},
         serverBackpressure() {},
         proxyRequestFailed() {},
+        serverError() {},
         lost: reject,
         ready() {
           if (error) reject(error);

@@ -25,6 +25,8 @@ export interface ServerOwner {
   lost(err: PgError): void;
   /** The server's socket buffer is full (true) or drained (false): stop or resume reading the client. */
   serverBackpressure(full: boolean): void;
+  /** The server sent the client an error (for usage accounting). */
+  serverError(code: string): void;
   /** A request the proxy made on its own failed (logged, not shown to the client); `binding`: it was the tenant binding. */
   proxyRequestFailed(code: string, message: string, binding: boolean): void;
 }
@@ -55,6 +57,8 @@ export class ServerConnection implements FrameHandler {
   readonly pending = new PendingRequests();
   /** Server-side prepared statement names, oldest use first. */
   readonly prepared = new Map<string, true>();
+  /** DataRows passed to clients, for usage accounting (monotonic). */
+  rowsOut = 0;
   /** Whether NotificationResponses reach the client holding the connection (session mode). */
   deliverNotifications = true;
   /** Tenant binding statements prepared here (kept apart from the LRU of client statements). */
@@ -244,6 +248,11 @@ export class ServerConnection implements FrameHandler {
         if (!skip) owner.forward(buf, start, end);
         return;
       }
+      case Backend.DataRow:
+        if (skip) return;
+        this.rowsOut++;
+        owner.forward(buf, start, end);
+        return;
       case Backend.NotificationResponse:
         if (this.deliverNotifications) owner.forward(buf, start, end);
         return;
@@ -252,7 +261,8 @@ export class ServerConnection implements FrameHandler {
     }
   }
 
-  largeStart(_type: number, _total: number, head: Buffer): void {
+  largeStart(type: number, _total: number, head: Buffer): void {
+    if (type === Backend.DataRow && (this.pending.headFlags() & SKIP) === 0) this.rowsOut++;
     this.largeForward = this.owner !== null && (this.pending.headFlags() & SKIP) === 0;
     if (this.largeForward) this.owner!.forward(head, 0, head.length);
   }
@@ -276,6 +286,7 @@ export class ServerConnection implements FrameHandler {
       this.reportSwallowed(owner, flags, buf, start, end);
     } else {
       owner.forward(buf, start, end);
+      owner.serverError(parseErrorFields(buf, start + 5, end).get('C') ?? SqlState.InternalError);
     }
     if ((flags & SIMPLE) !== 0 || head === Request.Sync || head === 0) return; // ReadyForQuery ends it
     // Extended protocol: the server now ignores everything up to the next Sync.

@@ -11,6 +11,8 @@ export const SqlState = {
   CannotConnectNow: '57P03',
   FeatureNotSupported: '0A000',
   InsufficientPrivilege: '42501',
+  SyntaxError: '42601',
+  InvalidParameterValue: '22023',
   InternalError: 'XX000',
 } as const;
 

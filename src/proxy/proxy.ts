@@ -12,6 +12,18 @@ import type { ServerEndpoint } from '../pool/server-connection.js';
 import { startBackends, type RunningBackends } from './backends.js';
 import { createJwtVerifier, type JwtVerifier } from '../auth/jwt.js';
 import { Tenancy } from '../tenancy/tenancy.js';
+import { UsageRegistry } from '../stats/usage.js';
+import type http from 'node:http';
+import { startAdminHttp } from '../admin/http.js';
+import { createMetrics } from '../admin/metrics.js';
+import type { AdminTarget, ClientInfo } from '../admin/console.js';
+
+type AuditKind = 'connect' | 'disconnect' | 'auth_failed' | 'blocked' | 'admin' | 'reload' | 'placement';
+/** Where audit events go (the tamper-evident log). */
+interface AuditSink {
+  append(event: { kind: AuditKind; [field: string]: unknown }): void;
+}
+import { formatIssues, loadConfigFile } from '../config/load.js';
 
 /** The assembled proxy: listener, sessions, pools and the backends behind them. */
 export class Proxy implements SessionHost {
@@ -28,6 +40,14 @@ export class Proxy implements SessionHost {
   private readonly tenantClients = new Map<string, number>();
   /** Statements the guard refused since start. */
   blockedStatements = 0;
+  readonly usage = new UsageRegistry();
+  private adminHttp: http.Server | null = null;
+  private auditLog: AuditSink | null = null;
+  /** The file RELOAD reads (set by the CLI). */
+  configFile: string | undefined;
+  /** Paused tenants ('*': all) and the checkouts waiting for RESUME. */
+  private readonly paused = new Set<string>();
+  private readonly resumeWaiters = new Set<{ tenant: string; resume: () => void }>();
 
   private constructor(
     public config: Config,
@@ -42,6 +62,7 @@ export class Proxy implements SessionHost {
       for (const pool of this.pools.values()) pool.reapIdle();
     }, 1000);
     this.reaper.unref();
+    this.usage.start();
   }
 
   static async start(config: Config, log: Logger): Promise<Proxy> {
@@ -51,7 +72,10 @@ export class Proxy implements SessionHost {
     const proxy = new Proxy(config, log, backends, tenancy, jwtVerifier);
     try {
       await proxy.listen();
+      const a = config.admin;
+      if (a.port !== undefined) proxy.adminHttp = await startAdminHttp(a.host, a.port, proxy, createMetrics(proxy, a.metricsTopTenants), log);
     } catch (err) {
+      proxy.listener.close();
       await backends.stop();
       throw err;
     }
@@ -61,6 +85,16 @@ export class Proxy implements SessionHost {
   get port(): number {
     const addr = this.listener.address();
     return typeof addr === 'object' && addr !== null ? addr.port : this.config.listen.port;
+  }
+
+  /** Port of the admin HTTP server, when one runs. */
+  get adminPort(): number | undefined {
+    const addr = this.adminHttp?.address();
+    return typeof addr === 'object' && addr !== null ? addr.port : undefined;
+  }
+
+  get ready(): boolean {
+    return !this.draining && this.listener.listening;
   }
 
   get clientCount(): number {
@@ -115,6 +149,76 @@ export class Proxy implements SessionHost {
     }
     this.tenantClients.set(tenant, n + 1);
     session.admitted = true;
+  }
+
+  /** Records an event in the audit log, when one is configured. */
+  audit(kind: AuditKind, fields: Record<string, unknown>): void {
+    this.auditLog?.append({ kind, ...fields });
+  }
+
+  get adminTarget(): AdminTarget {
+    return this;
+  }
+
+  clients(): ClientInfo[] {
+    return [...this.sessions.values()].map((s) => ({
+      pid: s.pid,
+      user: s.user,
+      tenant: s.tenant?.tenant ?? '',
+      database: s.tenant?.placement.database ?? s.database,
+      state: s.adminConsole ? 'admin' : s.server === null ? 'idle' : 'active',
+      connectedAt: s.connectedAt,
+      address: s.remoteAddress,
+    }));
+  }
+
+  isPaused(tenant: string): boolean {
+    return this.paused.has('*') || this.paused.has(tenant);
+  }
+
+  whenResumed(tenant: string, resume: () => void): (() => void) | null {
+    if (!this.isPaused(tenant)) return null;
+    const waiter = { tenant, resume };
+    this.resumeWaiters.add(waiter);
+    return () => void this.resumeWaiters.delete(waiter);
+  }
+
+  /** PAUSE: new transactions of the tenant (all tenants without one) wait; resolves once its running ones have finished. */
+  async pause(tenant: string | undefined): Promise<void> {
+    this.paused.add(tenant ?? '*');
+    this.audit('admin', { action: 'pause', tenant: tenant ?? '*' });
+    const busy = (): boolean => [...this.sessions.values()].some((s) => s.server !== null && s.tenant !== null && (tenant === undefined || s.tenant.tenant === tenant));
+    while (busy() && this.paused.has(tenant ?? '*')) await sleep(10);
+  }
+
+  resume(tenant: string | undefined): void {
+    if (tenant === undefined) this.paused.clear();
+    else this.paused.delete(tenant);
+    this.audit('admin', { action: 'resume', tenant: tenant ?? '*' });
+    for (const w of [...this.resumeWaiters]) {
+      if (this.isPaused(w.tenant)) continue;
+      this.resumeWaiters.delete(w);
+      w.resume();
+    }
+  }
+
+  async reloadFromFile(): Promise<void> {
+    if (this.configFile === undefined) throw new PgError(SqlState.FeatureNotSupported, 'RELOAD needs a config file; this proxy was started without one');
+    const result = loadConfigFile(this.configFile);
+    if (!result.ok) throw new PgError(SqlState.InvalidParameterValue, `config not reloaded: ${formatIssues(result.issues)}`);
+    await this.reload(result.config);
+  }
+
+  /** KILL: disconnects every client of the tenant; returns how many. */
+  kill(tenant: string): number {
+    let n = 0;
+    for (const s of [...this.sessions.values()]) {
+      if (s.tenant?.tenant !== tenant) continue;
+      s.terminate(SqlState.AdminShutdown, `terminating connection due to administrator command: KILL ${tenant}`);
+      n++;
+    }
+    this.audit('admin', { action: 'kill', tenant, clients: n });
+    return n;
   }
 
   statementBlocked(session: ClientSession, reason: string, fingerprint: string): void {
@@ -218,6 +322,9 @@ export class Proxy implements SessionHost {
   async close(): Promise<void> {
     this.draining = true;
     clearInterval(this.reaper);
+    this.usage.stop();
+    this.adminHttp?.close();
+    this.adminHttp?.closeAllConnections();
     this.listener.close();
     for (const session of [...this.sessions.values()]) session.closeQuietly();
     for (const pool of this.pools.values()) pool.closeAll();

@@ -1,0 +1,58 @@
+/**
+ * pgtenant in its own process (`node --import tsx src/cli.ts start --config <tmp yaml>`), so its
+ * event loop is not shared with the benchmark driver.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { stringify } from 'yaml';
+import { captureTail, freePort, onCleanup, spawnTracked, stopChild, waitForPort } from './procs.js';
+
+export interface PgtenantOptions {
+  name: string;
+  backendPort: number;
+  database: string;
+  user: string;
+  password: string;
+  poolSize: number;
+  /** Row-placement tenancy on `database`, binding on; guard on or off. Undefined: no tenancy section. */
+  tenancy?: { guard: boolean };
+}
+
+export interface RunningPgtenant {
+  port: number;
+  config: Record<string, unknown>;
+  stop(): Promise<void>;
+}
+
+const ROOT = path.resolve(import.meta.dirname, '../..');
+
+export async function startPgtenant(o: PgtenantOptions): Promise<RunningPgtenant> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), `pgtenant-bench-${o.name}-`));
+  onCleanup(`${o.name} temp dir`, async () => rmSync(dir, { recursive: true, force: true }));
+  const port = await freePort();
+  const config: Record<string, unknown> = {
+    listen: { host: '127.0.0.1', port },
+    backends: { main: { host: '127.0.0.1', port: o.backendPort } },
+    users: { [o.user]: { password: o.password } },
+    pool: { mode: 'transaction', size: o.poolSize, queueTimeout: '30s', shutdownTimeout: '1s' },
+    log: { level: 'warn' },
+  };
+  if (o.tenancy !== undefined) {
+    config.tenancy = { placements: { row: { database: o.database } }, default: 'row', unknown: 'default', guard: o.tenancy.guard };
+  }
+  const file = path.join(dir, 'pgtenant.yaml');
+  writeFileSync(file, stringify(config));
+  const child = spawnTracked(process.execPath, ['--import', 'tsx', path.join(ROOT, 'src/cli.ts'), 'start', '--config', file], {
+    cwd: ROOT,
+    env: { ...process.env, NODE_ENV: 'production' },
+  });
+  const tail = captureTail(child);
+  try {
+    await waitForPort(port, `pgtenant (${o.name})`, child);
+  } catch (err) {
+    await stopChild(child);
+    throw new Error(`${(err as Error).message}\n${tail()}`);
+  }
+  return { port, config, stop: () => stopChild(child) };
+}
