@@ -90,7 +90,7 @@ export function markdownTable(rows: Summary[]): string {
     if (r.aborted > 0) notes.push(`${r.aborted} clients aborted`);
     if (r.failed > 0) notes.push(`${r.failed} failed txns`);
     if (r.errors.length > 0 && (broken(r) || r.failed > 0)) notes.push(`\`${r.errors[0]!.replace(/\|/g, '\\|').slice(0, 120)}\``);
-    lines.push(`| ${r.cell} | ${r.target} | ${broken(r) ? 'FAILED' : fmt(r.tps, 0)} | ${fmt(r.meanMs, 3)} | ${fmt(r.p99Ms, 3)} | ${fmt(r.vsDirect, 2)} | ${fmt(r.vsPgbouncer, 2)} | ${notes.join('; ')} |`);
+    lines.push(`| ${r.cell} | ${r.target} | ${broken(r) ? 'FAILED' : fmt(r.tps, 0)} | ${broken(r) ? '—' : fmt(r.meanMs, 3)} | ${broken(r) ? '—' : fmt(r.p99Ms, 3)} | ${fmt(r.vsDirect, 2)} | ${fmt(r.vsPgbouncer, 2)} | ${notes.join('; ')} |`);
   }
   return lines.join('\n');
 }
@@ -136,7 +136,7 @@ export function svgChart(rows: Summary[], cells: string[], targets: string[], ti
       const h = broken(r) ? 0 : (r.tps / max) * chartH;
       parts.push(`<rect x="${bx}" y="${baseY - h}" width="${bw - 8}" height="${h}" fill="${COLORS[r.target] ?? '#888'}"${bad ? ' fill-opacity="0.45" stroke="#d62728" stroke-dasharray="3,2"' : ''}/>`);
       parts.push(`<text x="${bx + (bw - 8) / 2}" y="${baseY - h - 4}" text-anchor="middle"${bad ? ' fill="#d62728"' : ''}>${broken(r) ? 'FAILED' : fmt(r.tps, 0)}</text>`);
-      parts.push(`<text x="${bx + (bw - 8) / 2}" y="${baseY + 14}" text-anchor="middle" fill="#555">${fmt(r.p99Ms, 2)}</text>`);
+      parts.push(`<text x="${bx + (bw - 8) / 2}" y="${baseY + 14}" text-anchor="middle" fill="#555">${broken(r) ? '' : fmt(r.p99Ms, 2)}</text>`);
     });
   });
   parts.push('</svg>');

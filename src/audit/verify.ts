@@ -18,7 +18,10 @@ interface ParsedRecord {
   checkpoint?: { hmac: string };
 }
 
-interface Line {
+interface ChainLine {
+  file: string;
+  /** 1-based, within `file`. */
+  line: number;
   bytes: Buffer;
   /** False only for a last line without its newline: a write cut short, or bytes tacked on. */
   terminated: boolean;
@@ -36,51 +39,76 @@ const HEX64 = /^[0-9a-f]{64}$/;
  * from its start are found too.
  *
  * A changed record whose JSON is still valid cannot be told from the record itself: the
- * break shows at the next record, whose prev no longer matches, and the reason names the
- * changed record. The last record has no successor; a change to it is only found if a
- * checkpoint follows and a key is given. Unreadable files throw: that is not a broken chain.
+ * break shows at the next record, whose prev no longer matches. The record after the break
+ * tells which side changed (see `brokenLink`). The last record has no successor; a change
+ * to it is only found if a checkpoint follows and a key is given. Unreadable files throw:
+ * that is not a broken chain.
  */
 export function verifyAuditFiles(files: string[], checkpointKey?: string): VerifyResult {
+  const lines = chainLines(files);
+  try {
+    return check(lines, checkpointKey);
+  } finally {
+    lines.return(undefined); // closes the file being read when a break ends the walk early
+  }
+}
+
+function check(lines: Generator<ChainLine>, checkpointKey: string | undefined): VerifyResult {
   let previous: Previous | undefined;
   let records = 0;
-  for (const file of files) {
-    let lineNo = 0;
-    for (const { bytes, terminated } of readLines(file)) {
-      lineNo++;
-      const broken = (reason: string, seq?: number): VerifyResult => ({ ok: false, file, line: lineNo, seq, reason });
-      if (!terminated) return broken('record does not end with a newline (an incomplete write, or bytes added after the last record)');
-      if (bytes.length === 0) return broken('empty line where a record should be');
-      let record: unknown;
-      try {
-        record = JSON.parse(bytes.toString('utf8'));
-      } catch {
-        return broken('record is not valid JSON');
-      }
-      const problem = shapeProblem(record);
-      if (problem !== undefined) {
-        const seq = (record as { seq?: unknown } | null)?.seq;
-        return broken(problem, typeof seq === 'number' ? seq : undefined);
-      }
-      const { seq: s, prev, checkpoint } = record as ParsedRecord;
+  for (let next = lines.next(); !next.done; next = lines.next()) {
+    const { file, line, bytes } = next.value;
+    const parsed = parseLine(next.value);
+    const broken = (reason: string, seq?: number): VerifyResult => ({ ok: false, file, line, seq, reason });
+    if ('problem' in parsed) return broken(parsed.problem, parsed.seq);
+    const { seq, prev, checkpoint } = parsed;
+    const hash = lineHash(bytes); // before reading on: the next read may reuse the buffer
 
-      if (previous === undefined) {
-        if (s !== 1) return broken(`the chain starts at seq ${s}, not 1: earlier records are missing`, s);
-        if (prev !== GENESIS) return broken('the first record of the chain does not have the genesis prev (64 zeros): earlier records are missing', s);
-      } else {
-        if (s !== previous.seq + 1) return broken(`seq ${s} follows ${previous.seq}`, s);
-        if (prev !== previous.hash) {
-          const where = previous.file === file ? `line ${previous.line}` : `${previous.file} line ${previous.line}`;
-          return broken(`prev hash does not match record ${previous.seq} (${where}): record ${previous.seq} was altered or a record after it removed, or this record's prev was altered`, s);
-        }
-      }
-      if (checkpoint !== undefined && checkpointKey !== undefined && checkpoint.hmac !== checkpointHmac(checkpointKey, prev)) {
-        return broken('checkpoint HMAC does not match: a different key, or the records before it were rewritten', s);
-      }
-      previous = { seq: s, hash: lineHash(bytes), file, line: lineNo };
-      records++;
+    if (previous === undefined) {
+      if (seq !== 1) return broken(`the chain starts at seq ${seq}, not 1: earlier records are missing`, seq);
+      if (prev !== GENESIS) return broken('the first record of the chain does not have the genesis prev (64 zeros): earlier records are missing', seq);
+    } else {
+      if (seq !== previous.seq + 1) return broken(`seq ${seq} follows ${previous.seq}`, seq);
+      if (prev !== previous.hash) return broken(brokenLink(previous, file, hash, lines.next()), seq);
     }
+    if (checkpoint !== undefined && checkpointKey !== undefined && checkpoint.hmac !== checkpointHmac(checkpointKey, prev)) {
+      return broken('checkpoint HMAC does not match: a different key, or the records before it were rewritten', seq);
+    }
+    previous = { seq, hash, file, line };
+    records++;
   }
   return { ok: true, records };
+}
+
+/**
+ * The reason for a record whose prev does not match the previous record. If the record after
+ * it still links to it, this record is as written and the previous one changed (or records
+ * after that one were cut, and the rest renumbered); if not, this record itself changed.
+ */
+function brokenLink(previous: Previous, file: string, hash: string, after: IteratorResult<ChainLine>): string {
+  const where = previous.file === file ? `line ${previous.line}` : `${previous.file} line ${previous.line}`;
+  const successor = after.done ? undefined : parseLine(after.value);
+  if (successor === undefined || 'problem' in successor) {
+    return `prev hash does not match record ${previous.seq} (${where}): record ${previous.seq} or this record was altered, or records between them removed`;
+  }
+  if (successor.prev === hash) return `prev hash does not match record ${previous.seq} (${where}): record ${previous.seq} was altered, or records after it removed`;
+  return `this record was altered: its prev does not match record ${previous.seq} (${where}), and the next record does not link to it`;
+}
+
+/** The record on `line`, or why it is not one. */
+function parseLine({ bytes, terminated }: ChainLine): ParsedRecord | { problem: string; seq?: number } {
+  if (!terminated) return { problem: 'record does not end with a newline (an incomplete write, or bytes added after the last record)' };
+  if (bytes.length === 0) return { problem: 'empty line where a record should be' };
+  let record: unknown;
+  try {
+    record = JSON.parse(bytes.toString('utf8'));
+  } catch {
+    return { problem: 'record is not valid JSON' };
+  }
+  const problem = shapeProblem(record);
+  if (problem === undefined) return record as ParsedRecord;
+  const seq = (record as { seq?: unknown } | null)?.seq;
+  return { problem, seq: typeof seq === 'number' ? seq : undefined };
 }
 
 /** Why `record` is not an audit record, or undefined when it has the right shape. */
@@ -96,11 +124,19 @@ function shapeProblem(record: unknown): string | undefined {
   return undefined;
 }
 
+/** The lines of every file in turn. */
+function* chainLines(files: string[]): Generator<ChainLine> {
+  for (const file of files) {
+    let line = 0;
+    for (const { bytes, terminated } of readLines(file)) yield { file, line: ++line, bytes, terminated };
+  }
+}
+
 /**
  * The lines of `file` in chunks, so a large log is never held whole. A yielded buffer may
  * share memory with the next read: use it before asking for the next line.
  */
-function* readLines(file: string): Generator<Line> {
+function* readLines(file: string): Generator<{ bytes: Buffer; terminated: boolean }> {
   const fd = openSync(file, 'r');
   try {
     const chunk = Buffer.alloc(READ_CHUNK);

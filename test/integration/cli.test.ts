@@ -296,6 +296,37 @@ describe('pgtenant check', () => {
   });
 });
 
+describe('pgtenant sql and token', () => {
+  it('prints fail-closed RLS SQL for the demo config\'s tenant role', async () => {
+    const r = await runCli(['sql', 'rls', '--table', 'public.items', '--column', 'tenant_id']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('ALTER TABLE "public"."items" FORCE ROW LEVEL SECURITY;');
+    expect(r.stdout).toContain(`USING ("tenant_id" = (select nullif(pg_catalog.current_setting('app.tenant_id', true), '')::text))`);
+    expect(r.stdout).toContain('TO "web";');
+  });
+
+  it('prints a tenant schema with its own role', async () => {
+    const r = await runCli(['sql', 'schema', '--tenant', 'globex']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('CREATE SCHEMA IF NOT EXISTS "tenant_globex";');
+    expect(r.stdout).toContain('CREATE ROLE "tenant_globex" NOLOGIN NOBYPASSRLS;');
+  });
+
+  it('refuses missing arguments with exit 1', async () => {
+    const r = await runCli(['sql', 'rls', '--column', 'tenant_id']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('--table is required');
+  });
+
+  it('mints a token naming the tenant', async () => {
+    const r = await runCli(['token', '--tenant', 'initech', '--ttl', '60']);
+    expect(r.code, r.stderr).toBe(0);
+    const payload = JSON.parse(Buffer.from(r.stdout.trim().split('.')[1], 'base64url').toString()) as { tenant_id: string; exp: number };
+    expect(payload.tenant_id).toBe('initech');
+    expect(payload.exp - Date.now() / 1000).toBeLessThanOrEqual(61);
+  });
+});
+
 describe('pgtenant start and SIGHUP reload', () => {
   let proc: ProxyProcess;
   let port: number;

@@ -51,4 +51,21 @@ describe('pgbench through the proxy (transaction mode, pool size 8)', () => {
     expect(pool!.stats.total).toBeLessThanOrEqual(8);
     expect(pool!.stats.waiting).toBe(0);
   });
+
+  it('runs -S -c 32 -M prepared through a row-placement tenant (binding and guard on) with 0 failures', { timeout: 60_000 }, async () => {
+    const tenantProxy = await startProxy({
+      pool: { mode: 'transaction', size: 8, queueTimeout: '10s' },
+      tenancy: { placements: { row: { database: db } }, default: 'row', unknown: 'default' },
+    });
+    try {
+      const run = await runPgbench(['-S', '-c', '32', '-j', '2', '-T', '5', '-M', 'prepared', '-h', '127.0.0.1', '-p', String(tenantProxy.port), '-U', `${APP_ROLE.user}@t1`, db], { env, timeoutMs: 25_000 });
+      const output = `${run.stdout}\n${run.stderr}`;
+      expect(run.code, output).toBe(0);
+      expect(run.stdout, output).toMatch(/number of failed transactions: 0 \(0\.000%\)/);
+      expect(tenantProxy.usage.tenants.get('t1')?.transactions ?? 0).toBeGreaterThan(1000);
+      expect(tenantProxy.blockedStatements).toBe(0);
+    } finally {
+      await tenantProxy.close();
+    }
+  });
 });
