@@ -15,7 +15,7 @@ import { parseArgs } from 'node:util';
 import { ensurePgbouncer, startPgbouncer } from './lib/pgbouncer.js';
 import { startPgtenant } from './lib/pgtenant.js';
 import { startBenchPostgres } from './lib/postgres.js';
-import { cleanupAll, installExitHandlers, run } from './lib/procs.js';
+import { cleanupAll, installExitHandlers, run, stopping } from './lib/procs.js';
 import { markdownTable, summarize, svgChart, type Sample } from './lib/report.js';
 import { CELLS, runPgbench, type RunTarget } from './lib/run-pgbench.js';
 
@@ -96,6 +96,7 @@ async function main(): Promise<void> {
       for (const t of order) {
         if (cell.vacuum) await server.sql('VACUUM pgbench_branches', 'VACUUM pgbench_tellers', 'TRUNCATE pgbench_history');
         const result = await runPgbench(cell, t, opts);
+        if (stopping()) throw new Error('interrupted');
         samples.push({ cell: cell.name, target: t.name, run: r + 1, result });
         const extra =
           result.runAborted || result.aborted > 0 || result.failed > 0

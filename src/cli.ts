@@ -7,6 +7,7 @@ import { createLogger } from './log/logger.js';
 import { Proxy } from './proxy/proxy.js';
 import { mintToken } from './auth/jwt.js';
 import { rlsSql, schemaSql } from './tenancy/setup-sql.js';
+import { auditCommand } from './audit/cli.js';
 
 const USAGE = `usage: pgtenant <command> [options]
 
@@ -19,6 +20,9 @@ commands:
                            print SQL that creates a tenant's schema with grants limited to it
   token --tenant T [--ttl 3600] [--sub S] [--config FILE]
                            print a JWT (HS256, signed with jwt.secret) that logs in as tenant T
+  audit verify FILE... [--key KEY]
+                           check an audit log's hash chain (FILE alone brings in FILE.1, FILE.2, …)
+                           and, with the key, its checkpoints; exit 0 intact, 1 broken, 2 error
 `;
 
 function configPath(given: string | undefined): string {
@@ -76,6 +80,7 @@ const OPTIONS = {
   tenant: { type: 'string' },
   ttl: { type: 'string' },
   sub: { type: 'string' },
+  key: { type: 'string' },
 } as const;
 
 type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>['values'];
@@ -124,6 +129,9 @@ async function main(argv: string[]): Promise<void> {
       return;
     case 'token':
       await printToken(values);
+      return;
+    case 'audit':
+      process.exitCode = auditCommand(positionals, values.key);
       return;
     case 'start':
       await start(configPath(values.config));

@@ -5,6 +5,7 @@
  */
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { connect } from 'node:net';
+import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 
 export { freePort } from '../../test/harness/ports.js';
@@ -13,6 +14,11 @@ const children = new Set<ChildProcess>();
 const cleanups: { name: string; run: () => Promise<void> }[] = [];
 const lastResorts: (() => void)[] = [];
 let cleaning: Promise<void> | undefined;
+
+/** Set once cleanup has begun (signal or end of run): no new children may start. */
+export function stopping(): boolean {
+  return cleaning !== undefined;
+}
 
 /** Register an async cleanup; they run in reverse order of registration. */
 export function onCleanup(name: string, run: () => Promise<void>): void {
@@ -25,6 +31,7 @@ export function onHardExit(fn: () => void): void {
 }
 
 export function spawnTracked(cmd: string, args: string[], opts: SpawnOptions = {}): ChildProcess {
+  if (stopping()) throw new Error(`not starting ${path.basename(cmd)}: the benchmark is stopping`);
   const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], ...opts });
   children.add(child);
   child.on('exit', () => children.delete(child));

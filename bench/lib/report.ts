@@ -103,19 +103,20 @@ export function svgChart(rows: Summary[], cells: string[], targets: string[], ti
   const cols = Math.min(3, cells.length);
   const pw = 320;
   const ph = 230;
-  const top = 70;
+  const top = 88;
   const width = cols * pw + 20;
   const height = top + Math.ceil(cells.length / cols) * ph + 10;
   const parts: string[] = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="11">`,
     `<rect width="100%" height="100%" fill="#fff"/>`,
-    `<text x="10" y="20" font-size="14" font-weight="bold">${esc(title)}</text>`,
+    `<text x="10" y="20" font-size="14" font-weight="bold">pgbench through PgBouncer and pgtenant vs direct Postgres</text>`,
+    `<text x="10" y="38" fill="#333">${esc(title)}</text>`,
   ];
   targets.forEach((t, i) => {
     const x = 10 + i * 150;
-    parts.push(`<rect x="${x}" y="34" width="12" height="12" fill="${COLORS[t] ?? '#888'}"/><text x="${x + 16}" y="44">${esc(t)}</text>`);
+    parts.push(`<rect x="${x}" y="50" width="12" height="12" fill="${COLORS[t] ?? '#888'}"/><text x="${x + 16}" y="60">${esc(t)}</text>`);
   });
-  parts.push(`<text x="10" y="62" fill="#555">median TPS (bar label), p99 ms below; red FAILED = pgbench aborted (see JSON)</text>`);
+  parts.push(`<text x="10" y="80" fill="#555">median TPS above each bar, median p99 latency (ms) below it; red FAILED = pgbench aborted (see JSON)</text>`);
   cells.forEach((cell, ci) => {
     const x0 = 10 + (ci % cols) * pw;
     const y0 = top + Math.floor(ci / cols) * ph;

@@ -177,6 +177,8 @@ export class TransactionRelay {
     if (this.pool.retired || this.session.placementStale) this.pool = this.session.repool();
     let cancelled = false;
     let done = false;
+    const share = this.session.tenant?.placement.limits.poolShare;
+    const limit = share === undefined ? Infinity : Math.max(1, Math.floor(this.pool.settings.size * share));
     const cancel = this.pool.acquire((err, conn) => {
       done = true;
       this.cancelCheckout = null;
@@ -190,7 +192,7 @@ export class TransactionRelay {
       }
       this.attach(conn);
       this.replayHeld(conn);
-    });
+    }, this.session.tenant?.tenant, limit);
     if (!done) {
       this.cancelCheckout = () => {
         cancelled = true;

@@ -18,6 +18,9 @@ interface Waiter {
   cb: AcquireCallback;
   timer: NodeJS.Timeout;
   since: number;
+  /** Tenant asking, and how many of this pool's connections it may hold at once (limits.poolShare). */
+  tenant: string | undefined;
+  limit: number;
 }
 
 /** Server connections to one (backend, database, user), handed out one client at a time. */
@@ -25,6 +28,9 @@ export class Pool {
   private readonly idle: ServerConnection[] = [];
   private readonly all = new Set<ServerConnection>();
   private readonly waiters: Waiter[] = [];
+  /** Which tenant holds a connection, and how many each holds (for limits.poolShare). */
+  private readonly holders = new Map<ServerConnection, string>();
+  private readonly heldByTenant = new Map<string, number>();
   private connecting = 0;
   /** ParameterStatus values of the first server connection, shown to clients at login. */
   serverParams: Map<string, string> | null = null;
@@ -53,25 +59,28 @@ export class Pool {
     return [...this.all].map((c) => ({ backendPid: c.backendPid, idle: this.idle.includes(c), prepared: c.prepared.size }));
   }
 
-  /** Hands over a server connection now when one is idle, else queues the caller. Returns a cancel function. */
-  acquire(cb: AcquireCallback): () => void {
+  /**
+   * Hands over a server connection now when one is idle (and the tenant is within its share), else
+   * queues the caller. Returns a cancel function.
+   */
+  acquire(cb: AcquireCallback, tenant?: string, limit = Infinity): () => void {
     if (this.retired) {
       cb(new PgError(SqlState.CannotConnectNow, `pool ${this.key} is shutting down`), null);
       return noop;
     }
-    const conn = this.idle.pop();
-    if (conn !== undefined) {
-      cb(null, conn);
+    const waiter: Waiter = { cb, since: Date.now(), tenant, limit, timer: undefined as unknown as NodeJS.Timeout };
+    if (this.idle.length > 0 && this.eligible(waiter)) {
+      this.hand(waiter, this.idle.pop()!);
       return noop;
     }
-    const waiter: Waiter = {
-      cb,
-      since: Date.now(),
-      timer: setTimeout(() => {
-        this.removeWaiter(waiter);
-        cb(new PgError(SqlState.QueryCanceled, `no server connection became free within ${this.settings.queueTimeout} ms (pool ${this.key}: ${this.all.size} of ${this.settings.size} in use)`, 'ERROR', undefined, 'raise pool.size or pool.queueTimeout, or shorten the transactions that hold connections'), null);
-      }, this.settings.queueTimeout),
-    };
+    waiter.timer = setTimeout(() => {
+      this.removeWaiter(waiter);
+      const held = tenant === undefined ? 0 : (this.heldByTenant.get(tenant) ?? 0);
+      const why = held >= limit
+        ? `tenant "${tenant}" already holds its share of pool ${this.key} (${held} of ${this.settings.size}; limits.poolShare)`
+        : `pool ${this.key}: ${this.all.size} of ${this.settings.size} in use`;
+      cb(new PgError(SqlState.QueryCanceled, `no server connection became free within ${this.settings.queueTimeout} ms (${why})`, 'ERROR', undefined, 'raise pool.size or pool.queueTimeout, or shorten the transactions that hold connections'), null);
+    }, this.settings.queueTimeout);
     this.waiters.push(waiter);
     this.grow();
     return () => {
@@ -81,6 +90,7 @@ export class Pool {
 
   /** Give a connection back. `reset` runs DISCARD ALL first (session mode). */
   release(conn: ServerConnection, reset = false): void {
+    this.unhold(conn);
     conn.detach();
     if (conn.isClosed) return;
     if (this.retired || !conn.isIdle) {
@@ -91,14 +101,36 @@ export class Pool {
       this.resetThenRelease(conn);
       return;
     }
-    const waiter = this.waiters.shift();
-    if (waiter !== undefined) {
+    const i = this.waiters.findIndex((w) => this.eligible(w));
+    if (i !== -1) {
+      const [waiter] = this.waiters.splice(i, 1);
       clearTimeout(waiter.timer);
       this.queueWait.observe((Date.now() - waiter.since) / 1000);
-      waiter.cb(null, conn);
+      this.hand(waiter, conn);
       return;
     }
     this.idle.push(conn);
+  }
+
+  private eligible(w: Waiter): boolean {
+    return w.tenant === undefined || (this.heldByTenant.get(w.tenant) ?? 0) < w.limit;
+  }
+
+  private hand(w: Waiter, conn: ServerConnection): void {
+    if (w.tenant !== undefined) {
+      this.holders.set(conn, w.tenant);
+      this.heldByTenant.set(w.tenant, (this.heldByTenant.get(w.tenant) ?? 0) + 1);
+    }
+    w.cb(null, conn);
+  }
+
+  private unhold(conn: ServerConnection): void {
+    const tenant = this.holders.get(conn);
+    if (tenant === undefined) return;
+    this.holders.delete(conn);
+    const n = (this.heldByTenant.get(tenant) ?? 1) - 1;
+    if (n <= 0) this.heldByTenant.delete(tenant);
+    else this.heldByTenant.set(tenant, n);
   }
 
   destroy(conn: ServerConnection): void {
@@ -170,9 +202,16 @@ export class Pool {
   }
 
   private forget(conn: ServerConnection): void {
+    this.unhold(conn);
     this.all.delete(conn);
     const i = this.idle.indexOf(conn);
     if (i !== -1) this.idle.splice(i, 1);
+    // A tenant below its share again may take an idle connection it had to wait for.
+    for (let w = this.waiters.findIndex((x) => this.eligible(x)); w !== -1 && this.idle.length > 0; w = this.waiters.findIndex((x) => this.eligible(x))) {
+      const [waiter] = this.waiters.splice(w, 1);
+      clearTimeout(waiter.timer);
+      this.hand(waiter, this.idle.pop()!);
+    }
     if (this.waiters.length > 0 && !this.retired) this.grow();
   }
 

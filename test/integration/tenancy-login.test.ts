@@ -35,7 +35,13 @@ function config(overrides: Record<string, unknown> = {}): Config {
     backends: { main: { host: pgInfo.host, port: pgInfo.port, user: APP_ROLE.user, password: APP_ROLE.password } },
     users: { ...(input.users as object), api: { auth: 'jwt' } },
     jwt: { secret: SECRET, audience: AUDIENCE },
-    tenancy: { ...tenancy, databases: { r2db: 'r2' }, sniSuffix: 'db.test', tenants: { ...tenants, r3: { placement: 'row', limits: { maxClients: 1 } } } },
+    tenancy: {
+      ...tenancy,
+      databases: { r2db: 'r2' },
+      sniSuffix: 'db.test',
+      tenants: { ...tenants, r3: { placement: 'row', limits: { maxClients: 1 } }, s3: { placement: 'schema', limits: { statementTimeout: '300ms', poolShare: 0.25 } } },
+    },
+    pool: { mode: 'transaction', size: 4, queueTimeout: '2s' },
     ...overrides,
   });
 }
@@ -152,6 +158,48 @@ describe('tenant sources', () => {
       await first.end();
     }
     expect(await tenantSeen({ user: 'app@r3' })).toBe('r3');
+  });
+});
+
+describe('tenant limits', () => {
+  const client = async (user: string): Promise<pg.Client> => {
+    const c = new pg.Client({ host: '127.0.0.1', port: proxy.port, user, password: APP_ROLE.password, database: APP_ROLE.database });
+    await c.connect();
+    return c;
+  };
+
+  it('statementTimeout applies to that tenant only', async () => {
+    const limited = await client('app@s3');
+    const free = await client('app@s1');
+    try {
+      await expect(limited.query('select pg_sleep(1)')).rejects.toMatchObject({ code: '57014', message: 'canceling statement due to statement timeout' });
+      await free.query('select pg_sleep(0.5)');
+      expect((await limited.query<{ t: string }>('show statement_timeout')).rows).toEqual([{ statement_timeout: '300ms' }]);
+      expect((await free.query<{ t: string }>('show statement_timeout')).rows).toEqual([{ statement_timeout: '0' }]);
+    } finally {
+      await limited.end();
+      await free.end();
+    }
+  });
+
+  it('poolShare: a tenant holds at most its share of the pool while others still get connections', async () => {
+    // Pool size 4, share 0.25: one connection for s3 at a time.
+    const holders = [await client('app@s3'), await client('app@s3')];
+    const other = await client('app@s1');
+    try {
+      await holders[0].query('begin');
+      await holders[0].query('select 1');
+      let second = false;
+      const waiting = holders[1].query('select 2 as n').then(() => (second = true));
+      await new Promise((r) => setTimeout(r, 200));
+      expect(second).toBe(false);
+      expect((await other.query<{ n: number }>('select 3 as n')).rows).toEqual([{ n: 3 }]);
+      await holders[0].query('commit');
+      await waiting;
+      expect(second).toBe(true);
+    } finally {
+      for (const c of [...holders, other]) await c.end();
+    }
   });
 });
 

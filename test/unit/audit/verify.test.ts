@@ -6,9 +6,16 @@ import { lineHash } from '../../../src/audit/record.js';
 import { verifyAuditFiles } from '../../../src/audit/verify.js';
 import { editLine, readLines, tempDir, writeEvents, writeLines } from './helpers.js';
 
-/** The message for a record whose prev does not match record `seq` at `where`. */
-const mismatch = (seq: number, where: string): string =>
-  `prev hash does not match record ${seq} (${where}): record ${seq} was altered or a record after it removed, or this record's prev was altered`;
+/** The reason for a record whose prev does not match record `seq` at `where` while its own successor links to it. */
+const previousAltered = (seq: number, where: string): string =>
+  `prev hash does not match record ${seq} (${where}): record ${seq} was altered, or records after it removed`;
+
+/** The reason for a record that neither links to record `seq` at `where` nor is linked to by its successor. */
+const thisAltered = (seq: number, where: string): string =>
+  `this record was altered: its prev does not match record ${seq} (${where}), and the next record does not link to it`;
+
+/** Flips one hex digit of a record's prev, leaving valid JSON. */
+const flipPrev = (line: string): string => line.replace(/"prev":"(.)/, (_, c: string) => `"prev":"${c === 'a' ? 'b' : 'a'}`);
 
 async function chainOf(count: number, opts: { checkpointKey?: string; checkpointEvery?: number; maxBytes?: number } = {}): Promise<string> {
   const file = path.join(await tempDir(), 'audit.log');
@@ -28,7 +35,25 @@ describe('verifyAuditFiles', () => {
   it('reports a changed value at the next record, naming the changed one', async () => {
     const file = await chainOf(100);
     await editLine(file, 50, (l) => l.replace('"user-50"', '"user-5X"'));
-    expect(verifyAuditFiles([file])).toEqual({ ok: false, file, line: 51, seq: 51, reason: mismatch(50, 'line 50') });
+    expect(verifyAuditFiles([file])).toEqual({ ok: false, file, line: 51, seq: 51, reason: previousAltered(50, 'line 50') });
+  });
+
+  it('reports a changed prev at that record, which its successor no longer links to', async () => {
+    const file = await chainOf(100);
+    await editLine(file, 50, flipPrev);
+    expect(verifyAuditFiles([file])).toEqual({ ok: false, file, line: 50, seq: 50, reason: thisAltered(49, 'line 49') });
+  });
+
+  it('cannot tell which side of the last link changed', async () => {
+    const file = await chainOf(10);
+    await editLine(file, 10, flipPrev);
+    expect(verifyAuditFiles([file])).toEqual({
+      ok: false,
+      file,
+      line: 10,
+      seq: 10,
+      reason: 'prev hash does not match record 9 (line 9): record 9 or this record was altered, or records between them removed',
+    });
   });
 
   it('reports a record made invalid JSON at that record', async () => {
@@ -50,7 +75,7 @@ describe('verifyAuditFiles', () => {
     const k = 30;
     const start = lines.slice(0, k - 1).reduce((n, l) => n + Buffer.byteLength(l) + 1, 0);
     const length = Buffer.byteLength(lines[k - 1]);
-    const atSuccessor = mismatch(k, `line ${k}`);
+    const atSuccessor = previousAltered(k, `line ${k}`);
     for (let i = start; i < start + length; i++) {
       const tampered = Buffer.from(original);
       tampered[i] ^= 0x01;
@@ -77,7 +102,7 @@ describe('verifyAuditFiles', () => {
     const file = await chainOf(20);
     const lines = (await readLines(file)).filter((_, i) => i !== 9).map((l, i) => l.replace(/^\{"seq":\d+,/, `{"seq":${i + 1},`));
     await writeLines(file, lines);
-    expect(verifyAuditFiles([file])).toEqual({ ok: false, file, line: 10, seq: 10, reason: mismatch(9, 'line 9') });
+    expect(verifyAuditFiles([file])).toEqual({ ok: false, file, line: 10, seq: 10, reason: thisAltered(9, 'line 9') });
   });
 
   it('reports missing records at the start of the chain', async () => {
@@ -135,13 +160,13 @@ describe('verifyAuditFiles', () => {
     const first = (await readLines(files[0])).length;
     const second = await readLines(files[1]);
     await editLine(files[1], 10, (l) => l.replace(/"n":\d+/, '"n":0'));
-    expect(verifyAuditFiles(files)).toEqual({ ok: false, file: files[1], line: 11, seq: first + 11, reason: mismatch(first + 10, 'line 10') });
+    expect(verifyAuditFiles(files)).toEqual({ ok: false, file: files[1], line: 11, seq: first + 11, reason: previousAltered(first + 10, 'line 10') });
 
     // The last record of file 2: the break shows in file 3, naming file 2.
     await writeLines(files[1], second);
     const last = second.length;
     await editLine(files[1], last, (l) => l.replace(/"n":\d+/, '"n":0'));
-    expect(verifyAuditFiles(files)).toEqual({ ok: false, file, line: 1, seq: first + last + 1, reason: mismatch(first + last, `${files[1]} line ${last}`) });
+    expect(verifyAuditFiles(files)).toEqual({ ok: false, file, line: 1, seq: first + last + 1, reason: previousAltered(first + last, `${files[1]} line ${last}`) });
   });
 
   it('finds a missing or misordered file', async () => {
