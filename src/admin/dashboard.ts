@@ -44,8 +44,9 @@ export const DASHBOARD_HTML = `<!doctype html>
   svg .grid { stroke: var(--line); stroke-width: 1; } svg text { fill: var(--muted); font-size: 11px; }
   svg polyline { fill: none; stroke-width: 2; stroke-linejoin: round; }
   .legend { list-style: none; padding: 0; margin: 8px 0 0; display: flex; flex-wrap: wrap; gap: 4px 14px; font-size: 12px; }
-  .legend i { display: inline-block; width: 14px; height: 3px; margin-right: 5px; vertical-align: middle; }
-  .bar { display: flex; width: 160px; height: 10px; border-radius: 3px; overflow: hidden; background: var(--line); margin-left: auto; }
+  .legend i { display: inline-block; width: 14px; height: 0; border-top: 3px solid; margin-right: 5px; vertical-align: middle; }
+  .legend i.dashed { border-top-style: dashed; }
+  .bar { display: flex; width: 160px; height: 10px; border-radius: 3px; overflow: hidden; background: var(--line); }
   .bar .a { background: #2563eb; } .bar .i { background: #93c5fd; }
 </style>
 </head>
@@ -169,7 +170,8 @@ function drawChart(el, legend, series, unit, format) {
     const y = T + ((H - T - B) * i) / 4;
     el.appendChild(svg('line', { class: 'grid', x1: L, x2: W - R, y1: y, y2: y }));
     const text = svg('text', { x: L - 6, y: y + 4, 'text-anchor': 'end' });
-    text.textContent = +(max * (1 - i / 4)).toFixed(2) + (i === 0 ? ' ' + unit : '');
+    const v = max * (1 - i / 4);
+    text.textContent = v >= 1000 ? +(v / 1000).toFixed(1) + 'k' : String(+v.toFixed(2));
     el.appendChild(text);
   }
   const x = (i, n) => L + ((W - L - R) * (SAMPLES - n + i)) / (SAMPLES - 1);
@@ -183,7 +185,8 @@ function drawChart(el, legend, series, unit, format) {
     el.appendChild(line);
     const li = document.createElement('li'), sw = document.createElement('i'), last = s.values[s.values.length - 1];
     li.dataset.series = s.key;
-    sw.style.background = s.color;
+    sw.style.borderColor = s.color;
+    if (s.dashed) sw.className = 'dashed';
     li.append(sw, document.createTextNode(s.name + ' ' + (last === null ? '-' : format(last)) + ' ' + unit));
     legend.appendChild(li);
   }

@@ -26,9 +26,12 @@ export function lineHash(line: string | Buffer): string {
 
 /**
  * A checkpoint's HMAC covers its own `prev`, and through the chain every record before it.
- * Anyone with write access can rewrite the log and recompute the plain hashes; without the
- * key they cannot produce a checkpoint that verifies, so everything up to the last valid
- * checkpoint is authentic. Records after it are only as good as the file's permissions.
+ * Anyone who can write the file can change a record and recompute every later hash, and the
+ * plain chain still verifies; without the key they cannot make the checkpoints after the
+ * change verify. So with the key, records before the last checkpoint are authentic; the few
+ * after it (up to checkpointEvery) rest on the chain and the file's permissions alone.
+ * Verification checks the checkpoints present: a chain rewritten from its very start with
+ * every checkpoint dropped has none, which is itself the sign to look for.
  */
 export function checkpointHmac(key: string, prev: string): string {
   return createHmac('sha256', key).update(prev).digest('hex');

@@ -19,6 +19,7 @@ import type { Tenancy, TenantContext } from '../tenancy/tenancy.js';
 import { NO_TENANT, TenantUsage, type UsageRegistry } from '../stats/usage.js';
 import type { Histogram } from '../stats/histogram.js';
 import { ADMIN_DATABASE, runAdminCommand, type AdminTarget } from '../admin/console.js';
+import type { AuditKind } from '../audit/log.js';
 
 /** What the admin console reports at login. */
 const ADMIN_PARAMS = new Map([
@@ -51,6 +52,8 @@ export interface SessionHost {
   readonly usage: UsageRegistry;
   /** What the admin console reads and steers. */
   readonly adminTarget: AdminTarget;
+  /** Records a security-relevant event in the audit log (when configured). */
+  audit(kind: AuditKind, fields: Record<string, unknown>): void;
   /** Whether the tenant's new transactions are held (admin PAUSE); `resume` runs when released, the returned function cancels. */
   whenResumed(tenant: string, resume: () => void): (() => void) | null;
   /** A guarded statement was refused: count and log it. */
@@ -237,6 +240,7 @@ export class ClientSession implements FrameHandler, ServerOwner {
   private authStep(step: ReturnType<ClientAuthenticator['start']>): void {
     if (step.kind === 'fail') {
       this.log.info({ user: this.user, code: step.error.code }, step.error.message);
+      this.host.audit('auth_failed', { user: this.user, address: this.remoteAddress, code: step.error.code, reason: step.error.message });
       throw step.error;
     }
     if (step.kind === 'send') {
@@ -263,6 +267,7 @@ export class ClientSession implements FrameHandler, ServerOwner {
       (err: unknown) => {
         const e = err instanceof PgError ? err : new PgError(SqlState.InvalidPassword, `JWT verification failed: ${String(err)}`, 'FATAL');
         this.log.info({ user: this.user, code: e.code }, e.message);
+        this.host.audit('auth_failed', { user: this.user, address: this.remoteAddress, code: e.code, reason: e.message });
         this.fail(e);
       },
     );
@@ -338,6 +343,7 @@ export class ClientSession implements FrameHandler, ServerOwner {
     this.usage = this.host.usage.of(this.tenant?.tenant ?? NO_TENANT);
     this.usage.clients++;
     if (this.tenant !== null) this.usage.placement = this.tenant.placement.kind;
+    this.host.audit('connect', { pid: this.pid, user: this.user, tenant: this.tenant?.tenant, source: this.tenant?.source, database: this.tenant?.placement.database ?? this.database, address: this.remoteAddress, admin: this.adminConsole || undefined });
     this.pid = key.pid;
     this.secret = key.secret;
     this.out.push(authenticationOk());
@@ -532,7 +538,10 @@ export class ClientSession implements FrameHandler, ServerOwner {
     if (this.state === 'closed') return;
     const wasReady = this.state === 'ready';
     this.state = 'closed';
-    if (wasReady) this.usage.clients--;
+    if (wasReady) {
+      this.usage.clients--;
+      this.host.audit('disconnect', { pid: this.pid, user: this.user, tenant: this.tenant?.tenant });
+    }
     this.relay?.clientGone();
     this.host.unregister(this);
     if (!this.socket.destroyed) setTimeout(() => this.socket.destroy(), 1000).unref();

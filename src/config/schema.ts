@@ -185,6 +185,15 @@ export const configSchema = z.strictObject({
   route: route.default({}),
   jwt: jwt.optional(),
   tenancy: tenancy.optional(),
+  /** Tamper-evident audit log (hash-chained JSON lines; verify with `pgtenant audit verify`). */
+  audit: z.strictObject({
+    file: z.string(),
+    /** HMAC key for periodic signed checkpoints. */
+    checkpointKey: z.string().min(16, 'audit.checkpointKey must be at least 16 characters').optional(),
+    checkpointEvery: z.number().int().positive().default(1000),
+    /** Rotate beyond this many bytes; the chain continues in the next file. */
+    maxBytes: z.number().int().positive().optional(),
+  }).optional(),
   pool: pool.default(pool.parse({})),
   log: z.strictObject({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info') }).default({ level: 'info' }),
 }).superRefine((cfg, ctx) => {

@@ -17,12 +17,7 @@ import type http from 'node:http';
 import { startAdminHttp } from '../admin/http.js';
 import { createMetrics } from '../admin/metrics.js';
 import type { AdminTarget, ClientInfo } from '../admin/console.js';
-
-type AuditKind = 'connect' | 'disconnect' | 'auth_failed' | 'blocked' | 'admin' | 'reload' | 'placement';
-/** Where audit events go (the tamper-evident log). */
-interface AuditSink {
-  append(event: { kind: AuditKind; [field: string]: unknown }): void;
-}
+import { AuditLog, type AuditKind } from '../audit/log.js';
 import { formatIssues, loadConfigFile } from '../config/load.js';
 
 /** The assembled proxy: listener, sessions, pools and the backends behind them. */
@@ -42,7 +37,7 @@ export class Proxy implements SessionHost {
   blockedStatements = 0;
   readonly usage = new UsageRegistry();
   private adminHttp: http.Server | null = null;
-  private auditLog: AuditSink | null = null;
+  private auditLog: AuditLog | null = null;
   /** The file RELOAD reads (set by the CLI). */
   configFile: string | undefined;
   /** Paused tenants ('*': all) and the checkouts waiting for RESUME. */
@@ -71,11 +66,13 @@ export class Proxy implements SessionHost {
     const backends = await startBackends(config, log);
     const proxy = new Proxy(config, log, backends, tenancy, jwtVerifier);
     try {
+      if (config.audit !== undefined) proxy.auditLog = await AuditLog.open(config.audit);
       await proxy.listen();
       const a = config.admin;
       if (a.port !== undefined) proxy.adminHttp = await startAdminHttp(a.host, a.port, proxy, createMetrics(proxy, a.metricsTopTenants), log);
     } catch (err) {
       proxy.listener.close();
+      await proxy.auditLog?.close();
       await backends.stop();
       throw err;
     }
@@ -223,6 +220,7 @@ export class Proxy implements SessionHost {
 
   statementBlocked(session: ClientSession, reason: string, fingerprint: string): void {
     this.blockedStatements++;
+    this.audit('blocked', { tenant: session.tenant?.tenant, user: session.user, pid: session.pid, fingerprint, reason });
     this.log.warn({ tenant: session.tenant?.tenant, user: session.user, pid: session.pid, fingerprint, reason }, 'statement refused by the tenant guard');
   }
 
@@ -282,6 +280,12 @@ export class Proxy implements SessionHost {
     const old = this.config;
     this.config = config;
     this.tenancy = tenancy;
+    this.audit('reload', { file: this.configFile });
+    const before = old.tenancy?.tenants ?? {};
+    const after = config.tenancy?.tenants ?? {};
+    for (const id of new Set([...Object.keys(before), ...Object.keys(after)])) {
+      if (JSON.stringify(before[id]) !== JSON.stringify(after[id])) this.audit('placement', { tenant: id, before: before[id] ?? null, after: after[id] ?? null });
+    }
     this.jwtVerifier = jwtVerifier;
     this.tenancyEpoch++;
     this.tlsContext = makeTlsContext(config);
@@ -325,6 +329,9 @@ export class Proxy implements SessionHost {
     this.usage.stop();
     this.adminHttp?.close();
     this.adminHttp?.closeAllConnections();
+    const auditLog = this.auditLog;
+    this.auditLog = null;
+    await auditLog?.close();
     this.listener.close();
     for (const session of [...this.sessions.values()]) session.closeQuietly();
     for (const pool of this.pools.values()) pool.closeAll();
