@@ -7,6 +7,7 @@ import { createLogger } from './log/logger.js';
 import { Proxy } from './proxy/proxy.js';
 import { mintToken } from './auth/jwt.js';
 import { rlsSql, schemaSql } from './tenancy/setup-sql.js';
+import { usageReportCommand } from './admin/report-cli.js';
 import { auditCommand } from './audit/cli.js';
 
 const USAGE = `usage: pgtenant <command> [options]
@@ -23,6 +24,8 @@ commands:
   audit verify FILE... [--key KEY]
                            check an audit log's hash chain (FILE alone brings in FILE.1, FILE.2, …)
                            and, with the key, its checkpoints; exit 0 intact, 1 broken, 2 error
+  report [--since 1h] [--csv] [--config FILE]
+                           per-tenant usage from the running proxy's admin port (table or CSV)
 `;
 
 function configPath(given: string | undefined): string {
@@ -81,6 +84,8 @@ const OPTIONS = {
   ttl: { type: 'string' },
   sub: { type: 'string' },
   key: { type: 'string' },
+  since: { type: 'string' },
+  csv: { type: 'boolean' },
 } as const;
 
 type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>['values'];
@@ -130,6 +135,12 @@ async function main(argv: string[]): Promise<void> {
     case 'token':
       await printToken(values);
       return;
+    case 'report': {
+      const config = load(configPath(values.config));
+      if (config.admin.port === undefined) throw new Error('report reads the admin HTTP port: set admin.port in the config');
+      process.stdout.write(await usageReportCommand(`http://${config.admin.host}:${config.admin.port}`, values.since, values.csv === true));
+      return;
+    }
     case 'audit':
       process.exitCode = auditCommand(positionals, values.key);
       return;

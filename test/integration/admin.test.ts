@@ -171,3 +171,21 @@ describe('admin console', () => {
     await admin.end();
   });
 });
+
+describe('pgtenant report', () => {
+  it('prints per-tenant usage from the admin port as a table and as CSV', async () => {
+    const { usageReportCommand } = await import('../../src/admin/report-cli.js');
+    const c = await connected(as('d2'));
+    await c.query('select 1');
+    await c.query('select 2');
+    const url = `http://127.0.0.1:${proxy.adminPort}`;
+    const table = await usageReportCommand(url, '1h', false);
+    expect(table).toMatch(/^usage from \S+ to \S+$/m);
+    expect(table).toMatch(/^d2\s+database\s+1\s+2\s+2\s/m);
+    const csv = await usageReportCommand(url, undefined, true);
+    expect(csv.split('\n')[0]).toBe('tenant,placement,clients,transactions,queries,errors,blocked,busySeconds,rows,bytes,tps,p50Ms,p99Ms');
+    expect(csv).toMatch(/^d2,database,1,2,2,0,0,/m);
+    await expect(usageReportCommand(url, 'soon', false)).rejects.toThrow(/invalid window "soon"/);
+    await c.end();
+  });
+});

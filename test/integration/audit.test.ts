@@ -29,7 +29,7 @@ it('records connections, auth failures, blocked statements, admin actions and re
   const file = path.join(dir, 'audit.log');
   const config = configSchema.parse(tenantConfigInput(layout, { audit: { file, checkpointKey: KEY }, admin: { users: [backend().user] } }));
   const proxy = await Proxy.start(config, pino({ level: 'silent' }));
-  const as = (user: string, password = APP_ROLE.password, database = APP_ROLE.database) => ({ host: '127.0.0.1', port: proxy.port, user, password, database });
+  const as = (user: string, password: string = APP_ROLE.password, database: string = APP_ROLE.database) => ({ host: '127.0.0.1', port: proxy.port, user, password, database });
   try {
     const c = new pg.Client(as('app@r1'));
     await c.connect();
