@@ -111,6 +111,7 @@ export function createMetrics(source: MetricsSource, topTenants: number): Regist
   registry.registerMetric(snapshot('pgtenant_pool_size', 'Configured size per pool.', 'gauge', () => pools().map((p) => ({ labels: { pool: p.key }, value: p.settings.size }))));
   registry.registerMetric(snapshot('pgtenant_pool_saturation', 'Share of a pool\'s server connections in use (0..1).', 'gauge', () => pools().map((p) => ({ labels: { pool: p.key }, value: p.stats.active / p.settings.size }))));
   registry.registerMetric(snapshot('pgtenant_pool_queue_wait_seconds', 'Time clients waited for a server connection.', 'histogram', () => pools().flatMap((p) => histogramSamples('pgtenant_pool_queue_wait_seconds', p.queueWait, { pool: p.key }))));
+  registry.registerMetric(snapshot('pgtenant_shared_units_total', 'Units of work pipelined on shared server connections (pool.multiplex).', 'counter', () => [{ labels: {}, value: source.usage.sharedUnits }]));
   registry.registerMetric(snapshot('pgtenant_clients', 'Connected clients.', 'gauge', () => [{ labels: {}, value: source.clientCount }]));
   registry.registerMetric(snapshot('pgtenant_blocked_statements_total', 'Statements refused by the tenant guard.', 'counter', () => [{ labels: {}, value: source.blockedStatements }]));
   return registry;

@@ -9,17 +9,9 @@ import type { ServerConnection } from '../pool/server-connection.js';
 import { settingsDiff } from './params.js';
 import type { ClientSession } from './session.js';
 import type { Binding } from '../tenancy/binding.js';
+import type { ShapeStats, UnitClassifier } from '../sql/classify.js';
+import { endsUnit, shareableShape, type Held } from './units.js';
 
-/** A client message held while no server connection is free; views into socket chunks, not copies. */
-interface Held {
-  kind: 'message' | 'largeStart' | 'largePart';
-  type: number;
-  buf: Buffer;
-  start: number;
-  end: number;
-  total: number;
-  last: boolean;
-}
 
 /** What the server runs in place of a refused statement: it fails at Parse, so nothing runs. */
 const REFUSED_SQL = 'pgtenant: statement refused';
@@ -64,11 +56,23 @@ export class TransactionRelay {
   /** The server ran DISCARD ALL / DEALLOCATE ALL for this client: its prepared-statement list is stale. */
   private serverStatementsStale = false;
 
+  /** Units on a shared (pipelined) connection: the connection, how many are in flight, and when each was sent. */
+  private sharedConn: ServerConnection | null = null;
+  private sharedUnits = 0;
+  private readonly sharedSent: { at: number; shape: ShapeStats; rows: number }[] = [];
+  /** A unit that needs a connection of its own waits until the client's shared units are done. */
+  private waitingForShared = false;
+  /** Shape of the unit running on an exclusive connection, to learn its latency. */
+  private exclusiveShape: ShapeStats | null = null;
+
   constructor(
     private readonly session: ClientSession,
     private pool: Pool,
     private readonly transactionMode: boolean,
     private readonly statementLimit: number,
+    /** Set when fast autocommit units may be pipelined on shared connections (transaction mode only). */
+    private readonly classifier: UnitClassifier | null,
+    private readonly shareBelowMs: number,
   ) {}
 
   /** Session mode: the client holds one server connection for its whole life. */
@@ -86,7 +90,7 @@ export class TransactionRelay {
       this.dispatch(server, type, buf, start, end);
       return;
     }
-    if (server === null && this.held.length === 0) {
+    if (server === null && this.held.length === 0 && this.sharedUnits === 0) {
       if (type === Frontend.Terminate) {
         this.session.closeQuietly();
         return;
@@ -120,11 +124,14 @@ export class TransactionRelay {
     else this.hold({ kind: 'largePart', type: 0, buf, start, end, total: 0, last });
   }
 
-  /** ReadyForQuery from the held server went to the client. */
-  serverReady(status: number): void {
+  /** ReadyForQuery went to the client (`proxyOwn`: it ended a request pgtenant made itself). */
+  serverReady(status: number, proxyOwn: boolean): void {
     const server = this.session.server;
-    if (server === null) return;
-    if (status === TxStatus.Idle && this.unitStart !== 0 && server.pending.length === 0) this.endUnit(server);
+    if (server === null) {
+      if (this.sharedUnits > 0 && !proxyOwn) this.sharedUnitDone(status);
+      return;
+    }
+    if (status === TxStatus.Idle && this.unitStart !== 0 && server.pending.length === 0) this.endUnit();
     if (!this.transactionMode) return;
     if (server.isIdle && this.held.length === 0 && !this.largeRemaining) {
       this.session.server = null;
@@ -156,7 +163,90 @@ export class TransactionRelay {
       this.pausedForHeld = true;
       this.session.pauseInput();
     }
-    if (this.session.server === null && this.cancelCheckout === null) this.checkout();
+    if (this.session.server === null && this.cancelCheckout === null && !this.waitingForShared) this.route(h);
+  }
+
+  /**
+   * With multiplexing, a unit is held until it is complete, then sent to a shared connection when
+   * it is a fast autocommit unit, else to a connection of its own.
+   */
+  private route(last: Held): void {
+    if (this.classifier === null || !this.transactionMode) {
+      this.checkout();
+      return;
+    }
+    if (last.kind === 'message' && !endsUnit(last.type) && last.type !== Frontend.Terminate && this.heldBytes <= HELD_LIMIT) return;
+    const shape = last.kind === 'message' && !this.session.paused ? shareableShape(this.held, this.statements, this.classifier) : null;
+    if (shape !== null && shape.runs > 0 && shape.latencyMs < this.shareBelowMs) {
+      this.sendShared(shape);
+      return;
+    }
+    this.exclusiveShape = shape;
+    if (this.sharedUnits > 0) {
+      this.waitingForShared = true;
+      return;
+    }
+    this.checkout();
+  }
+
+  private sendShared(shape: ShapeStats): void {
+    const run = (conn: ServerConnection): void => {
+      this.sharedConn = conn;
+      conn.pending.currentOwner = this.session;
+      this.prepareConnection(conn);
+      const held = this.held;
+      this.held = [];
+      this.heldBytes = 0;
+      this.sharedUnits++;
+      this.session.usageRegistry.sharedUnits++;
+      this.sharedSent.push({ at: performance.now(), shape, rows: this.session.rowsReceived });
+      for (const h of held) this.dispatch(conn, h.type, h.buf, h.start, h.end);
+      this.resumeIfPaused();
+    };
+    if (this.sharedConn !== null) {
+      run(this.sharedConn);
+      return;
+    }
+    let cancelled = false;
+    let done = false;
+    const cancel = this.pool.acquireShared((err, conn) => {
+      done = true;
+      this.cancelCheckout = null;
+      if (cancelled) {
+        if (conn) this.pool.sharedDrained(conn);
+        return;
+      }
+      if (err || conn === null) this.checkoutFailed(err ?? new PgError(SqlState.ConnectionUnableToConnect, 'no server connection'));
+      else run(conn);
+    });
+    if (!done) {
+      this.cancelCheckout = () => {
+        cancelled = true;
+        cancel();
+      };
+    }
+  }
+
+  /** The client's unit on the shared connection is answered. */
+  private sharedUnitDone(status: number): void {
+    const conn = this.sharedConn!;
+    this.sharedUnits--;
+    const sent = this.sharedSent.shift()!;
+    const ms = performance.now() - sent.at;
+    this.classifier!.record(sent.shape, ms);
+    this.countUnit(ms / 1000, this.session.rowsReceived - sent.rows);
+    if (status !== TxStatus.Idle) {
+      // Classification admits no statement that opens a transaction; if one did, nobody may share it.
+      this.session.log.error({ user: this.session.user, status: String.fromCharCode(status) }, 'a shared statement left a transaction open; closing that server connection');
+      conn.close();
+    }
+    if (this.sharedUnits > 0) return;
+    this.sharedConn = null;
+    this.pool.sharedDrained(conn);
+    if (this.waitingForShared && this.held.length > 0) {
+      this.waitingForShared = false;
+      this.checkout();
+    }
   }
 
   /** Queued client messages are replayed once the connection arrives (at once when one is idle). */
@@ -204,6 +294,11 @@ export class TransactionRelay {
   private attach(conn: ServerConnection): void {
     this.session.server = conn;
     conn.attach(this.session);
+    this.prepareConnection(conn);
+  }
+
+  /** The client's settings and tenant binding, ahead of its messages. */
+  private prepareConnection(conn: ServerConnection): void {
     const sql = settingsDiff(this.session.settings, conn.params);
     if (sql !== '') {
       for (const [k, v] of this.session.settings) conn.params.set(k, v);
@@ -220,6 +315,8 @@ export class TransactionRelay {
    * swallowed; if it fails, the session closes the client and the server connection.
    */
   private applyBinding(conn: ServerConnection, binding: Binding): void {
+    // What the server will report; on a shared connection the next unit's settings are compared to it before the report arrives.
+    if (binding.searchPath !== undefined) conn.params.set('search_path', binding.searchPath);
     if (!conn.bindings.has(binding.statementName)) {
       conn.bindings.add(binding.statementName);
       conn.pending.push(Request.Parse, SKIP | BINDING);
@@ -322,25 +419,33 @@ export class TransactionRelay {
   }
 
   /** A unit of work (transaction, or autocommit statements up to ReadyForQuery 'I') starts on `server`. */
-  private beginUnit(server: ServerConnection): void {
+  private beginUnit(): void {
     this.unitStart = performance.now();
-    this.unitRows = server.rowsOut;
+    this.unitRows = this.session.rowsReceived;
   }
 
-  private endUnit(server: ServerConnection): void {
-    const seconds = (performance.now() - this.unitStart) / 1000;
+  private endUnit(): void {
+    const ms = performance.now() - this.unitStart;
     this.unitStart = 0;
+    if (this.exclusiveShape !== null) {
+      this.classifier?.record(this.exclusiveShape, ms);
+      this.exclusiveShape = null;
+    }
+    this.countUnit(ms / 1000, this.session.rowsReceived - this.unitRows);
+  }
+
+  private countUnit(seconds: number, rows: number): void {
     const u = this.session.usage;
     u.transactions++;
     u.busySeconds += seconds;
     u.latency.observe(seconds);
-    u.rows += server.rowsOut - this.unitRows;
+    u.rows += rows;
     this.session.backendLatency(this.pool.backendName).observe(seconds);
   }
 
   private dispatch(server: ServerConnection, type: number, buf: Buffer, start: number, end: number): void {
     const pending = server.pending;
-    if (this.unitStart === 0 && type !== Frontend.Terminate) this.beginUnit(server);
+    if (this.unitStart === 0 && server === this.session.server && type !== Frontend.Terminate) this.beginUnit();
     if (type === Frontend.Query || type === Frontend.Execute) this.session.usage.queries++;
     switch (type) {
       case Frontend.Query: {

@@ -18,6 +18,7 @@ import { TENANT_OPTION } from '../tenancy/resolver.js';
 import type { Tenancy, TenantContext } from '../tenancy/tenancy.js';
 import { NO_TENANT, TenantUsage, type UsageRegistry } from '../stats/usage.js';
 import type { Histogram } from '../stats/histogram.js';
+import type { UnitClassifier } from '../sql/classify.js';
 import { ADMIN_DATABASE, runAdminCommand, type AdminTarget } from '../admin/console.js';
 import type { AuditKind } from '../audit/log.js';
 
@@ -48,6 +49,8 @@ export interface SessionHost {
   readonly jwtVerifier: JwtVerifier | null;
   /** Counts the client against its tenant's maxClients (53300 beyond it). */
   admitTenant(session: ClientSession, tenant: string, maxClients: number | undefined): void;
+  /** Decides which statements may share a pipelined server connection (pool.multiplex). */
+  readonly classifier: UnitClassifier | null;
   /** Per-tenant usage and latency. */
   readonly usage: UsageRegistry;
   /** What the admin console reads and steers. */
@@ -81,6 +84,7 @@ export class ClientSession implements FrameHandler, ServerOwner {
   /** The tenant this client is bound to; null for tenancy-exempt users and proxies without tenancy. */
   tenant: TenantContext | null = null;
   private tenantEpoch = 0;
+  rowsReceived = 0;
   /** Where this client's work is counted; replaced at login once the tenant is known. */
   usage = new TenantUsage(NO_TENANT);
   /** Connected to the admin console instead of a database. */
@@ -317,7 +321,8 @@ export class ClientSession implements FrameHandler, ServerOwner {
       return;
     }
     this.pool = pool;
-    this.relay = new TransactionRelay(this, pool, this.host.config.pool.mode === 'transaction', this.host.config.pool.maxPreparedStatements);
+    const p = this.host.config.pool;
+    this.relay = new TransactionRelay(this, pool, p.mode === 'transaction', p.maxPreparedStatements, p.multiplex ? this.host.classifier : null, p.shareBelow);
     if (pool.serverParams !== null) {
       this.welcome(pool.serverParams);
       return;
@@ -420,16 +425,22 @@ export class ClientSession implements FrameHandler, ServerOwner {
   // ---- ServerOwner: what the held server connection reports ----
 
   forward(buf: Buffer, start: number, end: number): void {
+    if (this.state === 'closed') return;
     this.usage.bytes += end - start;
     this.out.slice(buf, start, end);
   }
 
   inject(buf: Buffer): void {
-    this.out.push(buf);
+    if (this.state !== 'closed') this.out.push(buf);
   }
 
-  ready(status: number): void {
-    this.relay?.serverReady(status);
+  ready(status: number, proxyOwn: boolean): void {
+    this.relay?.serverReady(status, proxyOwn);
+  }
+
+  /** An admin PAUSE holds this tenant's new work. */
+  get paused(): boolean {
+    return this.tenant !== null && this.host.adminTarget.isPaused(this.tenant.tenant);
   }
 
   parameter(name: string, value: string): void {
@@ -472,6 +483,10 @@ export class ClientSession implements FrameHandler, ServerOwner {
 
   whenResumed(tenant: string, resume: () => void): (() => void) | null {
     return this.host.whenResumed(tenant, resume);
+  }
+
+  get usageRegistry(): UsageRegistry {
+    return this.host.usage;
   }
 
   backendLatency(backend: string): Histogram {

@@ -168,6 +168,15 @@ const pool = z.strictObject({
   idleTimeout: duration.default(60_000),
   /** How long SIGTERM waits for running transactions before closing everything. */
   shutdownTimeout: duration.default(10_000),
+  /**
+   * Transaction mode: pipeline fast autocommit statements of many clients on a few shared server
+   * connections (fewer round trips and system calls); everything else keeps a connection to itself.
+   */
+  multiplex: z.boolean().default(false),
+  /** Server connections per pool that shared statements are pipelined on. */
+  sharedConnections: z.number().int().positive().default(2),
+  /** Statement shapes slower than this (measured, peak-weighted) get a connection to themselves. */
+  shareBelow: duration.default(5),
   /** Server-side prepared statements kept per server connection before the oldest is closed. */
   maxPreparedStatements: z.number().int().positive().default(500),
 });

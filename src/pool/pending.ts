@@ -27,6 +27,10 @@ const KIND_MASK = 0x0f;
 export class PendingRequests {
   private flags = new Uint16Array(64);
   private extras: (string | Buffer | undefined)[] = new Array(64);
+  /** Whose request each entry is (shared connections serve several clients at once). */
+  private owners: unknown[] = new Array(64);
+  /** Owner recorded for entries pushed from now on. */
+  currentOwner: unknown = undefined;
   private head = 0;
   private count = 0;
 
@@ -39,6 +43,7 @@ export class PendingRequests {
     const i = (this.head + this.count) & (this.flags.length - 1);
     this.flags[i] = kind | flags;
     this.extras[i] = extra;
+    this.owners[i] = this.currentOwner;
     this.count++;
   }
 
@@ -56,6 +61,18 @@ export class PendingRequests {
     return typeof e === 'string' ? e : undefined;
   }
 
+  headOwner(): unknown {
+    return this.count === 0 ? undefined : this.owners[this.head];
+  }
+
+  /** Every owner with an entry still pending, once each. */
+  pendingOwners(): unknown[] {
+    const seen = new Set<unknown>();
+    for (let k = 0; k < this.count; k++) seen.add(this.owners[(this.head + k) & (this.flags.length - 1)]);
+    seen.delete(undefined);
+    return [...seen];
+  }
+
   headPayload(): Buffer | undefined {
     const e = this.count === 0 ? undefined : this.extras[this.head];
     return Buffer.isBuffer(e) ? e : undefined;
@@ -64,6 +81,7 @@ export class PendingRequests {
   shift(): void {
     if (this.count === 0) return;
     this.extras[this.head] = undefined;
+    this.owners[this.head] = undefined;
     this.head = (this.head + 1) & (this.flags.length - 1);
     this.count--;
   }
@@ -83,13 +101,16 @@ export class PendingRequests {
     const size = this.flags.length * 2;
     const flags = new Uint16Array(size);
     const extras: (string | Buffer | undefined)[] = new Array(size);
+    const owners: unknown[] = new Array(size);
     for (let k = 0; k < this.count; k++) {
       const from = (this.head + k) & (this.flags.length - 1);
       flags[k] = this.flags[from];
       extras[k] = this.extras[from];
+      owners[k] = this.owners[from];
     }
     this.flags = flags;
     this.extras = extras;
+    this.owners = owners;
     this.head = 0;
   }
 }

@@ -10,7 +10,11 @@ export interface PoolSettings {
   queueTimeout: number;
   idleTimeout: number;
   mode: 'session' | 'transaction';
+  sharedConnections: number;
 }
+
+/** A shared connection takes on more units while fewer than this many requests are pending. */
+const SHARED_DEPTH = 48;
 
 export type AcquireCallback = (err: PgError | null, conn: ServerConnection | null) => void;
 
@@ -31,6 +35,8 @@ export class Pool {
   /** Which tenant holds a connection, and how many each holds (for limits.poolShare). */
   private readonly holders = new Map<ServerConnection, string>();
   private readonly heldByTenant = new Map<string, number>();
+  /** Connections several clients' units are pipelined on right now. */
+  private readonly shared: ServerConnection[] = [];
   private connecting = 0;
   /** ParameterStatus values of the first server connection, shown to clients at login. */
   serverParams: Map<string, string> | null = null;
@@ -86,6 +92,44 @@ export class Pool {
     return () => {
       if (this.removeWaiter(waiter)) clearTimeout(waiter.timer);
     };
+  }
+
+  /**
+   * A connection for a shareable unit: the least loaded shared one, else an idle one made shared,
+   * else (all busy) the least loaded shared one anyway, else a queued wait like acquire().
+   */
+  acquireShared(cb: AcquireCallback): () => void {
+    let best: ServerConnection | undefined;
+    for (const c of this.shared) if (best === undefined || c.pending.length < best.pending.length) best = c;
+    const room = this.shared.length < this.settings.sharedConnections;
+    if (best !== undefined && (best.pending.length < SHARED_DEPTH || !room)) {
+      cb(null, best);
+      return noop;
+    }
+    if (room && this.idle.length > 0) {
+      cb(null, this.share(this.idle.pop()!));
+      return noop;
+    }
+    if (best !== undefined) {
+      cb(null, best);
+      return noop;
+    }
+    return this.acquire((err, conn) => cb(err, conn === null ? null : this.share(conn)));
+  }
+
+  private share(conn: ServerConnection): ServerConnection {
+    conn.detach();
+    conn.shared = true;
+    this.shared.push(conn);
+    return conn;
+  }
+
+  /** A client's last unit on a shared connection finished: the connection goes back once nobody's units remain. */
+  sharedDrained(conn: ServerConnection): void {
+    if (!conn.shared || conn.pending.length > 0) return;
+    const i = this.shared.indexOf(conn);
+    if (i !== -1) this.shared.splice(i, 1);
+    this.release(conn);
   }
 
   /** Give a connection back. `reset` runs DISCARD ALL first (session mode). */
@@ -203,6 +247,8 @@ export class Pool {
 
   private forget(conn: ServerConnection): void {
     this.unhold(conn);
+    const s = this.shared.indexOf(conn);
+    if (s !== -1) this.shared.splice(s, 1);
     this.all.delete(conn);
     const i = this.idle.indexOf(conn);
     if (i !== -1) this.idle.splice(i, 1);
@@ -225,6 +271,7 @@ export class Pool {
   private resetThenRelease(conn: ServerConnection): void {
     const pool = this;
     const owner: ServerOwner = {
+      rowsReceived: 0,
       forward: noop,
       inject: noop,
       parameter: noop,

@@ -12,6 +12,17 @@ export const GLOBAL_PREFIX = 'pgt_';
 export interface PreparedStatement {
   globalName: string;
   parse: Buffer;
+  /** Its statement text, decoded when first needed (multiplexing classifies it). */
+  sql?: string;
+}
+
+/** The statement text inside a prepared statement's Parse. */
+export function statementText(stmt: PreparedStatement): string {
+  if (stmt.sql === undefined) {
+    const from = 6 + stmt.globalName.length;
+    stmt.sql = stmt.parse.toString('utf8', from, stmt.parse.indexOf(0, from));
+  }
+  return stmt.sql;
 }
 
 /**

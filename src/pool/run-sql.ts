@@ -16,6 +16,7 @@ export async function runSql(endpoint: ServerEndpoint, sql: string): Promise<(st
       const rows: (string | null)[][] = [];
       let error: PgError | null = null;
       conn.attach({
+        rowsReceived: 0,
         forward(buf, start, end) {
           const type = buf[start];
           if (type === Backend.DataRow) rows.push(decodeRow(buf, start, end));

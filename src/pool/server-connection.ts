@@ -13,12 +13,14 @@ import { CLOSE_COMPLETE, PARSE_COMPLETE } from '../protocol/messages.js';
 
 /** Whoever holds the server connection right now (a client session) hears about its responses. */
 export interface ServerOwner {
+  /** DataRows this owner has been sent (usage accounting; monotonic). */
+  rowsReceived: number;
   /** Server bytes to pass to the client untouched. */
   forward(buf: Buffer, start: number, end: number): void;
   /** A response the proxy makes itself, in order with the server's. */
   inject(buf: Buffer): void;
-  /** ReadyForQuery went by; the owner decides whether to give the connection back. */
-  ready(status: number): void;
+  /** ReadyForQuery went by (`proxyOwn`: it ended a request pgtenant made); the owner decides whether to give the connection back. */
+  ready(status: number, proxyOwn: boolean): void;
   /** The server reported a session parameter change while the owner held it. */
   parameter(name: string, value: string): void;
   /** The server connection died while held. */
@@ -57,8 +59,6 @@ export class ServerConnection implements FrameHandler {
   readonly pending = new PendingRequests();
   /** Server-side prepared statement names, oldest use first. */
   readonly prepared = new Map<string, true>();
-  /** DataRows passed to clients, for usage accounting (monotonic). */
-  rowsOut = 0;
   /** Whether NotificationResponses reach the client holding the connection (session mode). */
   deliverNotifications = true;
   /** Tenant binding statements prepared here (kept apart from the LRU of client statements). */
@@ -67,6 +67,10 @@ export class ServerConnection implements FrameHandler {
   backendSecret = 0;
   txStatus: number = TxStatus.Idle;
   owner: ServerOwner | null = null;
+  /** Several clients' units are pipelined here: each response goes to the owner of its request. */
+  shared = false;
+  /** Owner of the large message in flight. */
+  private largeOwner: ServerOwner | null = null;
   lastUsed = Date.now();
   readonly createdAt = Date.now();
   private state: State = 'connecting';
@@ -137,11 +141,14 @@ export class ServerConnection implements FrameHandler {
 
   attach(owner: ServerOwner): void {
     this.owner = owner;
+    this.pending.currentOwner = owner;
     this.lastUsed = Date.now();
   }
 
   detach(): void {
     this.owner = null;
+    this.shared = false;
+    this.pending.currentOwner = undefined;
     this.lastUsed = Date.now();
     if (this.socket.isPaused()) this.socket.resume();
   }
@@ -185,9 +192,9 @@ export class ServerConnection implements FrameHandler {
     if (this.state === 'closed') return;
     this.state = 'closed';
     this.socket.destroy();
-    const owner = this.owner;
+    const owners = this.shared ? (this.pending.pendingOwners() as ServerOwner[]) : this.owner === null ? [] : [this.owner];
     this.owner = null;
-    if (owner && err) owner.lost(err);
+    if (err) for (const owner of owners) owner.lost(err);
     for (const l of this.closeListeners) l(err);
     this.closeListeners = [];
   }
@@ -202,8 +209,13 @@ export class ServerConnection implements FrameHandler {
 
   // ---- FrameHandler: every server message lands here ----
 
+  /** Who the next response is for. */
+  private headOwner(): ServerOwner | null {
+    return this.shared ? ((this.pending.headOwner() as ServerOwner | undefined) ?? null) : this.owner;
+  }
+
   message(type: number, buf: Buffer, start: number, end: number): void {
-    const owner = this.owner;
+    const owner = this.headOwner();
     if (owner === null) {
       this.idleMessage(type, buf, start, end);
       return;
@@ -234,14 +246,15 @@ export class ServerConnection implements FrameHandler {
       case Backend.ReadyForQuery:
         this.txStatus = buf[start + 5];
         this.complete(owner, skip, buf, start, end);
-        owner.ready(this.txStatus);
+        owner.ready(this.txStatus, skip);
         return;
       case Backend.ParameterStatus: {
         const nameEnd = cstringEnd(buf, start + 5, end);
         if (nameEnd !== -1) {
           const name = buf.toString('utf8', start + 5, nameEnd - 1);
           const value = readCString(buf, nameEnd, end) ?? '';
-          this.params.set(name, value);
+          // A shared connection's settings are tracked as sent: reports come back after later units were sent.
+          if (!this.shared) this.params.set(name, value);
           // Even for the proxy's own SETs: the client adopts the server's normalized spelling.
           owner.parameter(name, value);
         }
@@ -250,7 +263,7 @@ export class ServerConnection implements FrameHandler {
       }
       case Backend.DataRow:
         if (skip) return;
-        this.rowsOut++;
+        owner.rowsReceived++;
         owner.forward(buf, start, end);
         return;
       case Backend.NotificationResponse:
@@ -262,13 +275,14 @@ export class ServerConnection implements FrameHandler {
   }
 
   largeStart(type: number, _total: number, head: Buffer): void {
-    if (type === Backend.DataRow && (this.pending.headFlags() & SKIP) === 0) this.rowsOut++;
-    this.largeForward = this.owner !== null && (this.pending.headFlags() & SKIP) === 0;
-    if (this.largeForward) this.owner!.forward(head, 0, head.length);
+    this.largeOwner = this.headOwner();
+    if (type === Backend.DataRow && this.largeOwner !== null && (this.pending.headFlags() & SKIP) === 0) this.largeOwner.rowsReceived++;
+    this.largeForward = this.largeOwner !== null && (this.pending.headFlags() & SKIP) === 0;
+    if (this.largeForward) this.largeOwner!.forward(head, 0, head.length);
   }
 
   largePart(buf: Buffer, start: number, end: number): void {
-    if (this.largeForward && this.owner) this.owner.forward(buf, start, end);
+    if (this.largeForward && this.largeOwner) this.largeOwner.forward(buf, start, end);
   }
 
   private complete(owner: ServerOwner, skip: boolean, buf: Buffer, start: number, end: number): void {
@@ -302,8 +316,7 @@ export class ServerConnection implements FrameHandler {
 
   /** Answer proxy-made requests that are now at the head of the queue. */
   private drainSynthetic(): void {
-    const owner = this.owner;
-    while (owner !== null && this.pending.length > 0 && (this.pending.headFlags() & SYNTHETIC) !== 0) {
+    for (let owner = this.headOwner(); owner !== null && this.pending.length > 0 && (this.pending.headFlags() & SYNTHETIC) !== 0; owner = this.headOwner()) {
       owner.inject(this.pending.headKind() === Request.Parse ? PARSE_COMPLETE : CLOSE_COMPLETE);
       this.pending.shift();
     }

@@ -13,6 +13,7 @@ import { startBackends, type RunningBackends } from './backends.js';
 import { createJwtVerifier, type JwtVerifier } from '../auth/jwt.js';
 import { Tenancy } from '../tenancy/tenancy.js';
 import { UsageRegistry } from '../stats/usage.js';
+import { UnitClassifier } from '../sql/classify.js';
 import type http from 'node:http';
 import { startAdminHttp } from '../admin/http.js';
 import { createMetrics } from '../admin/metrics.js';
@@ -36,6 +37,7 @@ export class Proxy implements SessionHost {
   /** Statements the guard refused since start. */
   blockedStatements = 0;
   readonly usage = new UsageRegistry();
+  classifier: UnitClassifier | null = null;
   private adminHttp: http.Server | null = null;
   private auditLog: AuditLog | null = null;
   /** The file RELOAD reads (set by the CLI). */
@@ -65,6 +67,7 @@ export class Proxy implements SessionHost {
     const jwtVerifier = config.jwt === undefined ? null : createJwtVerifier(config.jwt);
     const backends = await startBackends(config, log);
     const proxy = new Proxy(config, log, backends, tenancy, jwtVerifier);
+    if (config.pool.multiplex) proxy.classifier = await UnitClassifier.create();
     try {
       if (config.audit !== undefined) proxy.auditLog = await AuditLog.open(config.audit);
       await proxy.listen();
@@ -277,6 +280,7 @@ export class Proxy implements SessionHost {
   async reload(config: Config): Promise<void> {
     const tenancy = await Tenancy.create(config);
     const jwtVerifier = config.jwt === undefined ? null : createJwtVerifier(config.jwt);
+    if (config.pool.multiplex) this.classifier ??= await UnitClassifier.create();
     const old = this.config;
     this.config = config;
     this.tenancy = tenancy;

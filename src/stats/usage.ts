@@ -68,6 +68,8 @@ export class UsageRegistry {
   readonly tenants = new Map<string, TenantUsage>();
   readonly backendLatency = new Map<string, Histogram>();
   readonly startedAt = Date.now();
+  /** Units pipelined on shared server connections (pool.multiplex). */
+  sharedUnits = 0;
   private readonly snapshots: Snapshot[] = [];
   private readonly timers: NodeJS.Timeout[] = [];
 

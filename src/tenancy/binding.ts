@@ -21,6 +21,8 @@ export interface Binding {
   apply: Buffer;
   /** Prepared statements are keyed by this too, so schema tenants never share a plan. */
   statementContext: string;
+  /** The search_path the binding sets (schema placement). */
+  searchPath?: string;
 }
 
 const quoteIdent = (s: string): string => '"' + s.replace(/"/g, '""') + '"';
@@ -60,5 +62,6 @@ export function makeBinding(input: BindingInput): Binding {
   bind.i16(0);
   const execute = msg(Frontend.Execute).str('').i32(0).done();
   const apply = Buffer.concat([bind.done(), execute, SYNC]);
-  return { tenant, placement, statementName, parse, apply, statementContext: placement.kind === 'schema' ? placement.schema! : '' };
+  const searchPath = placement.kind === 'schema' ? quoteIdent(placement.schema!) : undefined;
+  return { tenant, placement, statementName, parse, apply, statementContext: placement.kind === 'schema' ? placement.schema! : '', searchPath };
 }

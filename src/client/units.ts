@@ -1,0 +1,82 @@
+import { Frontend } from '../protocol/codes.js';
+import { cstringEnd } from '../protocol/read.js';
+import { statementText, type PreparedStatement } from '../pool/prepared.js';
+import type { ShapeStats, UnitClassifier } from '../sql/classify.js';
+
+/** A client message held while no server connection is free; views into socket chunks, not copies. */
+export interface Held {
+  kind: 'message' | 'largeStart' | 'largePart';
+  type: number;
+  buf: Buffer;
+  start: number;
+  end: number;
+  total: number;
+  last: boolean;
+}
+
+/** Messages that end a unit the server answers: after them the client waits. */
+export function endsUnit(type: number): boolean {
+  return type === Frontend.Query || type === Frontend.Sync || type === Frontend.Flush || type === Frontend.FunctionCall;
+}
+
+/**
+ * The statement shape a held unit runs, when the unit is a complete autocommit unit that may share
+ * a connection: one simple Query, or Parse/Bind/Describe/Execute ending in one Sync with exactly
+ * one Execute (all rows). null when it must keep a connection to itself.
+ */
+export function shareableShape(held: Held[], statements: Map<string, PreparedStatement>, classifier: UnitClassifier): ShapeStats | null {
+  if (held.length === 1 && held[0].kind === 'message' && held[0].type === Frontend.Query) {
+    const h = held[0];
+    const sql = h.buf.toString('utf8', h.start + 5, h.end - 1);
+    const shape = classifier.shapeOf(sql, true);
+    return shape === undefined ? null : shareable(classifier.stats(shape, sql));
+  }
+  let unnamed: string | undefined;
+  let executed: string | undefined;
+  let executes = 0;
+  for (let i = 0; i < held.length; i++) {
+    const h = held[i];
+    if (h.kind !== 'message') return null;
+    const { buf, start, end } = h;
+    switch (h.type) {
+      case Frontend.Parse: {
+        const nameEnd = cstringEnd(buf, start + 5, end);
+        const textEnd = nameEnd === -1 ? -1 : cstringEnd(buf, nameEnd, end);
+        if (textEnd === -1) return null;
+        if (nameEnd === start + 6) unnamed = buf.toString('utf8', nameEnd, textEnd - 1);
+        break;
+      }
+      case Frontend.Bind: {
+        const portalEnd = cstringEnd(buf, start + 5, end);
+        const nameEnd = portalEnd === -1 ? -1 : cstringEnd(buf, portalEnd, end);
+        if (nameEnd === -1) return null;
+        if (nameEnd === portalEnd + 1) executed = unnamed;
+        else {
+          const stmt = statements.get(buf.toString('utf8', portalEnd, nameEnd - 1));
+          executed = stmt === undefined ? undefined : statementText(stmt);
+        }
+        if (executed === undefined) return null;
+        break;
+      }
+      case Frontend.Execute: {
+        const portalEnd = cstringEnd(buf, start + 5, end);
+        if (portalEnd === -1 || portalEnd + 4 > end || buf.readInt32BE(portalEnd) !== 0) return null;
+        executes++;
+        break;
+      }
+      case Frontend.Describe:
+        break;
+      case Frontend.Sync:
+        if (i !== held.length - 1) return null;
+        break;
+      default:
+        return null;
+    }
+  }
+  if (executes !== 1 || executed === undefined || held[held.length - 1].type !== Frontend.Sync) return null;
+  return shareable(classifier.stats(executed, executed));
+}
+
+function shareable(stats: ShapeStats): ShapeStats | null {
+  return stats.shareable ? stats : null;
+}

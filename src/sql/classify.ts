@@ -1,0 +1,99 @@
+/**
+ * Which statements may share a pipelined server connection with other clients' statements: only
+ * complete autocommit units that cannot change or read session state (design.md §6). Decided with
+ * the real parser, cached per statement shape, together with the shape's measured latency.
+ */
+import { loadModule, parseSync } from 'libpg-query';
+import { LRUCache } from 'lru-cache';
+import { isNode, lastName, type Node } from './ast.js';
+
+/** Statement kinds that are complete units by themselves (no BEGIN, no SET, no utility). */
+const UNIT_STATEMENTS = new Set(['SelectStmt', 'InsertStmt', 'UpdateStmt', 'DeleteStmt']);
+
+/** Functions that neither read nor change session state. Anything else keeps its connection. */
+const PURE_FUNCTIONS = new Set(['count', 'sum', 'avg', 'min', 'max', 'coalesce', 'nullif', 'greatest', 'least', 'lower', 'upper', 'length', 'abs', 'round', 'now', 'date_trunc', 'array_agg', 'string_agg', 'jsonb_build_object', 'json_build_object', 'to_char', 'extract']);
+
+/** Built-in operators; a user-defined one could call anything. */
+const PLAIN_OPERATORS = new Set(['=', '<>', '!=', '<', '>', '<=', '>=', '+', '-', '*', '/', '%', '||', '~~', '!~~', '~~*', '!~~*', '~', '!~', '~*', '!~*']);
+
+/** Normalizing simple-query text is only attempted for text without these (escapes, quoting, comments). */
+const UNUSUAL = /[\\$&"]|--|\/\*/;
+
+export interface ShapeStats {
+  shareable: boolean;
+  /** Peak-sensitive moving average of the unit's latency (ms); NaN before the first run. */
+  latencyMs: number;
+  runs: number;
+}
+
+let loaded: Promise<void> | undefined;
+
+export class UnitClassifier {
+  private readonly shapes = new LRUCache<string, ShapeStats>({ max: 10_000 });
+
+  static async create(): Promise<UnitClassifier> {
+    loaded ??= loadModule();
+    await loaded;
+    return new UnitClassifier();
+  }
+
+  /**
+   * The shape key of a statement text: extended-protocol text as it is (parameters are already
+   * out of it), simple-query text with literals replaced. undefined: never shared.
+   */
+  shapeOf(sql: string, simple: boolean): string | undefined {
+    if (!simple) return sql;
+    if (sql.length > 4096 || UNUSUAL.test(sql)) return undefined;
+    return sql.replace(/'[^']*'/g, '?').replace(/\b\d+(?:\.\d+)?\b/g, '?');
+  }
+
+  /** Stats of a shape, classifying it on first sight. */
+  stats(shape: string, sql: string): ShapeStats {
+    let s = this.shapes.get(shape);
+    if (s === undefined) {
+      s = { shareable: classify(sql), latencyMs: Number.NaN, runs: 0 };
+      this.shapes.set(shape, s);
+    }
+    return s;
+  }
+
+  /** Records a unit's latency: rises at once, decays slowly (peak-EWMA style). */
+  record(stats: ShapeStats, ms: number): void {
+    stats.runs++;
+    stats.latencyMs = Number.isNaN(stats.latencyMs) || ms > stats.latencyMs ? ms : stats.latencyMs * 0.9 + ms * 0.1;
+  }
+}
+
+function classify(sql: string): boolean {
+  let tree: { stmts?: { stmt?: Node }[] };
+  try {
+    tree = parseSync(sql) as typeof tree;
+  } catch {
+    return false;
+  }
+  const stmts = tree.stmts ?? [];
+  if (stmts.length !== 1 || !isNode(stmts[0].stmt)) return false;
+  const [kind, body] = Object.entries(stmts[0].stmt)[0] ?? [];
+  if (kind === undefined || !UNIT_STATEMENTS.has(kind)) return false;
+  if (kind === 'SelectStmt' && isNode(body) && body.intoClause !== undefined) return false;
+  return pure(body);
+}
+
+/** No function or operator beyond the plain ones anywhere in the tree. */
+function pure(node: unknown): boolean {
+  if (Array.isArray(node)) return node.every(pure);
+  if (!isNode(node)) return true;
+  for (const [key, value] of Object.entries(node)) {
+    if (key === 'FuncCall') {
+      const name = isNode(value) ? lastName(value.funcname) : undefined;
+      if (name === undefined || !PURE_FUNCTIONS.has(name)) return false;
+    } else if (key === 'A_Expr' && isNode(value)) {
+      const op = lastName(value.name);
+      if (value.kind === 'AEXPR_OP' && (op === undefined || !PLAIN_OPERATORS.has(op))) return false;
+    } else if (key === 'RangeFunction' || key === 'CoerceViaIO') {
+      return false;
+    }
+    if (!pure(value)) return false;
+  }
+  return true;
+}

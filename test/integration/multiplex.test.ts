@@ -1,0 +1,148 @@
+/**
+ * pool.multiplex: fast autocommit statements of many clients pipelined on shared server
+ * connections must be invisible to clients — right rows per tenant, errors kept to their own unit,
+ * slow statements on connections of their own, cancel still working.
+ */
+import pg from 'pg';
+import postgres from 'postgres';
+import pino from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { configSchema } from '../../src/config/schema.js';
+import { Proxy } from '../../src/proxy/proxy.js';
+import { runPgbench } from '../harness/binaries.js';
+import { APP_ROLE, adminClient, backend } from '../harness/postgres.js';
+import { createTenantLayout, tenantConfigInput, type TenantLayout } from '../harness/tenants.js';
+
+let layout: TenantLayout;
+let proxy: Proxy;
+
+const as = (tenant: string) => ({ host: '127.0.0.1', port: proxy.port, user: `${APP_ROLE.user}@${tenant}`, password: APP_ROLE.password, database: APP_ROLE.database });
+
+async function connected(tenant: string): Promise<pg.Client> {
+  const c = new pg.Client(as(tenant));
+  await c.connect();
+  return c;
+}
+
+beforeAll(async () => {
+  layout = await createTenantLayout();
+  const input = tenantConfigInput(layout, { pool: { mode: 'transaction', size: 4, queueTimeout: '10s', multiplex: true, sharedConnections: 1, shareBelow: '50ms' } });
+  proxy = await Proxy.start(configSchema.parse(input), pino({ level: process.env.PGTENANT_TEST_LOG ?? 'silent' }));
+});
+
+afterAll(async () => {
+  await proxy?.close();
+  await layout?.drop();
+});
+
+describe('multiplexing', () => {
+  it('interleaved tenants on a shared connection each see only their rows (simple, extended, named)', async () => {
+    const before = proxy.usage.sharedUnits;
+    const tenants = ['r1', 'r2', 'r3', 's1', 's2', 's3'];
+    let rows = 0;
+    await Promise.all(
+      tenants.flatMap((t) =>
+        [0, 1, 2, 3].map(async (n) => {
+          const c = await connected(t);
+          try {
+            for (let i = 0; i < 40; i++) {
+              const kind = (i + n) % 3;
+              const r =
+                kind === 0
+                  ? await c.query<{ tenant_id: string }>('select tenant_id from items where id >= 1')
+                  : kind === 1
+                    ? await c.query<{ tenant_id: string }>('select tenant_id from items where id >= $1', [1])
+                    : await c.query<{ tenant_id: string }>({ name: 'mine', text: 'select tenant_id from items where id >= $1', values: [1] });
+              expect(r.rows.length).toBeGreaterThan(0);
+              for (const row of r.rows) expect(row.tenant_id).toBe(t);
+              rows += r.rows.length;
+            }
+          } finally {
+            await c.end();
+          }
+        }),
+      ),
+    );
+    expect(rows).toBeGreaterThan(0);
+    expect(proxy.usage.sharedUnits - before).toBeGreaterThan(100);
+    const shared = proxy.poolList.find((p) => p.key.includes(layout.shared))!;
+    expect(shared.stats.total).toBeLessThanOrEqual(4);
+  });
+
+  it('an error stays in its own unit: other clients on the shared connection go on', async () => {
+    const bad = await connected('r1');
+    const good = await connected('r2');
+    try {
+      // Learn the shape first (its first run is exclusive), then both run shared.
+      await expect(bad.query('select 1 / (id - id) from items where id = 1')).rejects.toMatchObject({ code: '22012' });
+      const runs = Array.from({ length: 30 }, (_, i) =>
+        i % 3 === 0
+          ? bad.query('select 1 / (id - id) from items where id = 1').then(
+              () => 'ok',
+              (e: { code?: string }) => e.code,
+            )
+          : good.query<{ tenant_id: string }>('select tenant_id from items where id = 1').then((r) => r.rows[0].tenant_id),
+      );
+      const results = await Promise.all(runs);
+      for (let i = 0; i < results.length; i++) expect(results[i]).toBe(i % 3 === 0 ? '22012' : 'r2');
+      expect((await bad.query<{ n: number }>('select 1 as n')).rows).toEqual([{ n: 1 }]);
+    } finally {
+      await bad.end();
+      await good.end();
+    }
+  });
+
+  it('a slow statement gets its own connection and does not stall fast ones', async () => {
+    const slow = await connected('r1');
+    const fast = await connected('r2');
+    try {
+      await fast.query('select tenant_id from items where id = 2');
+      const sleeping = slow.query('select pg_sleep(0.8)');
+      await new Promise((r) => setTimeout(r, 50));
+      let worst = 0;
+      for (let i = 0; i < 20; i++) {
+        const t0 = performance.now();
+        await fast.query('select tenant_id from items where id = 2');
+        worst = Math.max(worst, performance.now() - t0);
+      }
+      expect(worst).toBeLessThan(300);
+      await sleeping;
+    } finally {
+      await slow.end();
+      await fast.end();
+    }
+  });
+
+  it('cancel still stops a statement on its own connection (57014 in under 2 s)', async () => {
+    const sql = postgres({ ...as('r1'), max: 1, onnotice: () => undefined });
+    try {
+      const q = sql`select pg_sleep(30)`;
+      const t0 = performance.now();
+      setTimeout(() => q.cancel(), 200);
+      await expect(q).rejects.toMatchObject({ code: '57014' });
+      expect(performance.now() - t0).toBeLessThan(2000);
+      expect([...(await sql`select tenant_id from items where id = ${1}`)]).toEqual([{ tenant_id: 'r1' }]);
+    } finally {
+      await sql.end();
+    }
+  });
+
+  it('pgbench -S through a row tenant: simple and prepared, 0 failures', { timeout: 60_000 }, async () => {
+    const env = { PGPASSWORD: APP_ROLE.password };
+    const conn = ['-h', '127.0.0.1', '-p', String(proxy.port), '-U', 'app@r1', layout.shared];
+    // pgbench's tables, created directly by the owner in the shared database, readable by the app role.
+    const be = backend();
+    const init = await runPgbench(['-i', '-s', '1', '-h', be.host, '-p', String(be.port), '-U', be.user, layout.shared], { env: { PGPASSWORD: be.password }, timeoutMs: 60_000 });
+    expect(init.code, init.stderr).toBe(0);
+    const admin = await adminClient(layout.shared);
+    await admin.query(`grant select on pgbench_accounts, pgbench_branches, pgbench_tellers, pgbench_history to ${APP_ROLE.user}`);
+    await admin.end();
+    for (const mode of ['simple', 'prepared']) {
+      const before = proxy.usage.sharedUnits;
+      const run = await runPgbench(['-S', '-M', mode, '-c', '16', '-j', '2', '-T', '3', ...conn], { env, timeoutMs: 20_000 });
+      expect(run.code, run.stdout + run.stderr).toBe(0);
+      expect(run.stdout).toMatch(/number of failed transactions: 0 \(0\.000%\)/);
+      expect(proxy.usage.sharedUnits - before).toBeGreaterThan(100);
+    }
+  });
+});
