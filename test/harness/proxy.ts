@@ -19,8 +19,15 @@ export function testConfigInput(overrides: Record<string, unknown> = {}): Record
   };
 }
 
+/** PGTENANT_TEST_MULTIPLEX=1 runs a suite with fast statements pipelined on shared server connections (transaction mode). */
+export function withTestMultiplex(input: Record<string, unknown>): Record<string, unknown> {
+  if (process.env.PGTENANT_TEST_MULTIPLEX !== '1') return input;
+  const pool = (input.pool ?? {}) as Record<string, unknown>;
+  return pool.mode === 'session' ? input : { ...input, pool: { ...pool, multiplex: true, shareBelow: '50ms' } };
+}
+
 export function testConfig(overrides: Record<string, unknown> = {}): Config {
-  return configSchema.parse(testConfigInput(overrides));
+  return configSchema.parse(withTestMultiplex(testConfigInput(overrides)));
 }
 
 /** A proxy on a random port; `close()` it in afterAll. */

@@ -1,6 +1,6 @@
 import { quoteIdent, rlsSql, schemaSql } from '../../src/tenancy/setup-sql.js';
 import { APP_ROLE, adminClient, createDatabase, uniqueName } from './postgres.js';
-import { testConfigInput } from './proxy.js';
+import { testConfigInput, withTestMultiplex } from './proxy.js';
 
 /** Tenants of the shared test layout, by placement. */
 export const ROW_TENANTS = ['r1', 'r2', 'r3'];
@@ -87,5 +87,5 @@ export function tenantConfigInput(layout: TenantLayout, overrides: Record<string
   const base = testConfigInput();
   const users = base.users as Record<string, Record<string, unknown>>;
   for (const [name, u] of Object.entries(users)) if (name !== APP_ROLE.user) u.tenancy = 'exempt';
-  return { ...base, tenancy: layout.tenancy, ...overrides };
+  return withTestMultiplex({ ...base, tenancy: layout.tenancy, ...overrides });
 }
