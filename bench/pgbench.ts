@@ -3,7 +3,8 @@
  *   npm run bench -- [--seconds 10] [--runs 3] [--scale 10] [--pool 20] [--only S-c32,prepared-c16]
  * Cells: -S at c=1/8/32/128, -S -M extended and -S -M prepared at c=16, tpcb-like at c=16, -S -C at c=8.
  * Targets: direct; pgbouncer (transaction mode, default_pool_size = --pool; installed with apt-get when
- * missing); pgtenant (row-placement tenant bench@t1, binding and guard on); pgtenant-plain (no tenancy).
+ * missing); pgtenant (row-placement tenant bench@t1, binding and guard on); pgtenant-mux (the same with
+ * pool.multiplex); pgtenant-plain (no tenancy).
  * pgtenant runs in child processes. Targets are interleaved within each cell, each cell is repeated
  * --runs times and medians are reported. Writes bench/results/bench-<time>.json and .svg.
  */
@@ -61,6 +62,7 @@ function gitCommit(): string | undefined {
 async function main(): Promise<void> {
   installExitHandlers();
   const started = new Date();
+  const pgtenantVersion = gitCommit(); // the pgtenant children load src/ as it is now
   const bouncerBin = await ensurePgbouncer();
   const bouncerNote = 'unavailable' in bouncerBin ? `pgbouncer: NOT BENCHMARKED — ${bouncerBin.unavailable}` : `pgbouncer: ${bouncerBin.version}`;
   if ('unavailable' in bouncerBin) console.log(`${bouncerNote}; continuing without it`);
@@ -76,7 +78,8 @@ async function main(): Promise<void> {
   const common = { backendPort: server.port, database: DB, user: USER, password: PASSWORD, poolSize };
   const tenant = await startPgtenant({ ...common, name: 'pgtenant', tenancy: { guard: true } });
   const plain = await startPgtenant({ ...common, name: 'pgtenant-plain' });
-  targets.push({ name: 'pgtenant', port: tenant.port, user: `${USER}@t1` }, { name: 'pgtenant-plain', port: plain.port, user: USER });
+  const mux = await startPgtenant({ ...common, name: 'pgtenant-mux', tenancy: { guard: true }, multiplex: true });
+  targets.push({ name: 'pgtenant', port: tenant.port, user: `${USER}@t1` }, { name: 'pgtenant-mux', port: mux.port, user: `${USER}@t1` }, { name: 'pgtenant-plain', port: plain.port, user: USER });
 
   const opts = { seconds, database: DB, password: PASSWORD };
   console.log(`warm-up: 2 s of -S -c 8 per target (${targets.map((t) => t.name).join(', ')})`);
@@ -129,7 +132,7 @@ async function main(): Promise<void> {
     command: `npm run bench -- ${process.argv.slice(2).join(' ')}`.trim(),
     options: { seconds, runs, scale, pool: poolSize, cells: cells.map((c) => c.name) },
     machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, node: process.version },
-    versions: { postgres: server.version, pgbench: (await run(path.join('/usr/lib/postgresql/15/bin', 'pgbench'), ['--version'])).out.trim(), pgbouncer: bouncerNote, pgtenant: gitCommit() },
+    versions: { postgres: server.version, pgbench: (await run(path.join('/usr/lib/postgresql/15/bin', 'pgbench'), ['--version'])).out.trim(), pgbouncer: bouncerNote, pgtenant: pgtenantVersion },
     targets: targets.map((t) => ({ name: t.name, user: t.user })),
     pgtenantConfig: { tenant: tenant.config, plain: plain.config },
     pgbouncerConfig: bouncerConfig,

@@ -17,6 +17,8 @@ export interface PgtenantOptions {
   poolSize: number;
   /** Row-placement tenancy on `database`, binding on; guard on or off. Undefined: no tenancy section. */
   tenancy?: { guard: boolean };
+  /** pool.multiplex: fast autocommit statements pipelined on shared server connections. */
+  multiplex?: boolean;
 }
 
 export interface RunningPgtenant {
@@ -38,6 +40,7 @@ export async function startPgtenant(o: PgtenantOptions): Promise<RunningPgtenant
     pool: { mode: 'transaction', size: o.poolSize, queueTimeout: '30s', shutdownTimeout: '1s' },
     log: { level: 'warn' },
   };
+  if (o.multiplex === true) config.pool = { ...(config.pool as object), multiplex: true };
   if (o.tenancy !== undefined) {
     config.tenancy = { placements: { row: { database: o.database } }, default: 'row', unknown: 'default', guard: o.tenancy.guard };
   }

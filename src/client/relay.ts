@@ -306,7 +306,13 @@ export class TransactionRelay {
       conn.sendOwned(query(sql));
     }
     const tenant = this.session.tenant;
-    if (tenant !== null) this.applyBinding(conn, tenant.binding);
+    if (tenant === null) return;
+    const apply = tenant.binding.apply;
+    // On a shared connection where only statements that cannot change it ran since the same binding,
+    // and no setting changed now, the binding is still in place.
+    const unchanged = conn.shared && sql === '' && conn.sharedBinding !== null && (conn.sharedBinding === apply || conn.sharedBinding.equals(apply));
+    conn.sharedBinding = conn.shared ? apply : null;
+    if (!unchanged) this.applyBinding(conn, tenant.binding);
   }
 
   /**

@@ -69,6 +69,11 @@ export class ServerConnection implements FrameHandler {
   owner: ServerOwner | null = null;
   /** Several clients' units are pipelined here: each response goes to the owner of its request. */
   shared = false;
+  /**
+   * The tenant binding last sent while shared (only units that cannot change it ran since): a unit
+   * with the same binding needs none of its own.
+   */
+  sharedBinding: Buffer | null = null;
   /** Owner of the large message in flight. */
   private largeOwner: ServerOwner | null = null;
   lastUsed = Date.now();
@@ -148,6 +153,7 @@ export class ServerConnection implements FrameHandler {
   detach(): void {
     this.owner = null;
     this.shared = false;
+    this.sharedBinding = null;
     this.pending.currentOwner = undefined;
     this.lastUsed = Date.now();
     if (this.socket.isPaused()) this.socket.resume();
