@@ -19,10 +19,14 @@ export interface PgtenantOptions {
   tenancy?: { guard: boolean };
   /** pool.multiplex: fast autocommit statements pipelined on shared server connections. */
   multiplex?: boolean;
+  /** Admin HTTP port (/metrics) on a free port. */
+  admin?: boolean;
 }
 
 export interface RunningPgtenant {
   port: number;
+  /** Set when `admin` was asked for. */
+  adminPort?: number;
   config: Record<string, unknown>;
   stop(): Promise<void>;
 }
@@ -40,6 +44,8 @@ export async function startPgtenant(o: PgtenantOptions): Promise<RunningPgtenant
     pool: { mode: 'transaction', size: o.poolSize, queueTimeout: '30s', shutdownTimeout: '1s' },
     log: { level: 'warn' },
   };
+  const adminPort = o.admin === true ? await freePort() : undefined;
+  if (adminPort !== undefined) config.admin = { port: adminPort };
   if (o.multiplex === true) config.pool = { ...(config.pool as object), multiplex: true };
   if (o.tenancy !== undefined) {
     config.tenancy = { placements: { row: { database: o.database } }, default: 'row', unknown: 'default', guard: o.tenancy.guard };
@@ -57,5 +63,6 @@ export async function startPgtenant(o: PgtenantOptions): Promise<RunningPgtenant
     await stopChild(child);
     throw new Error(`${(err as Error).message}\n${tail()}`);
   }
-  return { port, config, stop: () => stopChild(child) };
+  if (adminPort !== undefined) await waitForPort(adminPort, `pgtenant admin (${o.name})`, child);
+  return { port, ...(adminPort !== undefined && { adminPort }), config, stop: () => stopChild(child) };
 }

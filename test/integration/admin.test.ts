@@ -2,6 +2,7 @@
  * Seeing and steering: /metrics, /health, /ready and /tenants on the admin HTTP port while real
  * clients run, and the admin console (database `pgtenant`) with SHOW, PAUSE/RESUME and KILL.
  */
+import { readFileSync } from 'node:fs';
 import pg from 'pg';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -87,6 +88,16 @@ describe('admin HTTP', () => {
     expect((await get('/tenants?since=soon')).status).toBe(400);
     await r1.end();
     await r2.end();
+  });
+
+  it('the Grafana dashboard in config/ queries exactly the series /metrics exports', async () => {
+    const dashboard = readFileSync(new URL('../../config/grafana-dashboard.json', import.meta.url), 'utf8');
+    const used = new Set([...dashboard.matchAll(/pgtenant_[a-z0-9_]+/g)].map((m) => m[0].replace(/_(bucket|sum|count)$/, '')));
+    const { body } = await get('/metrics');
+    const exported = new Set([...body.matchAll(/^# TYPE (pgtenant_[a-z0-9_]+) /gm)].map((m) => m[1]));
+    expect([...used].filter((name) => !exported.has(name))).toEqual([]);
+    const own = [...exported].filter((name) => !/^pgtenant_(process|nodejs)_/.test(name));
+    expect(own.filter((name) => !used.has(name))).toEqual([]);
   });
 });
 
