@@ -2,6 +2,7 @@ import { Registry, collectDefaultMetrics, type Metric, type MetricValue } from '
 import type { Pool } from '../pool/pool.js';
 import { Histogram, LATENCY_BUCKETS } from '../stats/histogram.js';
 import { TenantUsage, type UsageRegistry } from '../stats/usage.js';
+import type { ReplicaSet, ReplicaState } from '../routing/replicas.js';
 
 /** What the metrics read from the running proxy at scrape time. */
 export interface MetricsSource {
@@ -9,6 +10,7 @@ export interface MetricsSource {
   readonly poolList: Pool[];
   readonly clientCount: number;
   readonly blockedStatements: number;
+  readonly replicaSets: ReplicaSet[];
 }
 
 type Labels = Record<string, string | number>;
@@ -112,6 +114,16 @@ export function createMetrics(source: MetricsSource, topTenants: number): Regist
   registry.registerMetric(snapshot('pgtenant_pool_saturation', 'Share of a pool\'s server connections in use (0..1).', 'gauge', () => pools().map((p) => ({ labels: { pool: p.key }, value: p.stats.active / p.settings.size }))));
   registry.registerMetric(snapshot('pgtenant_pool_queue_wait_seconds', 'Time clients waited for a server connection.', 'histogram', () => pools().flatMap((p) => histogramSamples('pgtenant_pool_queue_wait_seconds', p.queueWait, { pool: p.key }))));
   registry.registerMetric(snapshot('pgtenant_shared_units_total', 'Units of work pipelined on shared server connections (pool.multiplex).', 'counter', () => [{ labels: {}, value: source.usage.sharedUnits }]));
+  const perReplica = (name: string, help: string, type: 'counter' | 'gauge', value: (r: ReplicaState, set: ReplicaSet) => number): void => {
+    registry.registerMetric(snapshot(name, help, type, () => source.replicaSets.flatMap((set) => set.replicas.map((r) => ({ labels: { backend: set.backend, replica: r.name }, value: value(r, set) })))));
+  };
+  perReplica('pgtenant_replica_up', 'Whether the replica takes reads now (healthy, within lag bounds, not ejected).', 'gauge', (r, set) => (set.eligible(r) ? 1 : 0));
+  perReplica('pgtenant_replica_lag_bytes', 'WAL bytes the replica\'s replay was behind the primary at the last health check.', 'gauge', (r) => r.lagBytes);
+  perReplica('pgtenant_replica_latency_seconds', 'Peak-EWMA unit latency on the replica (what read routing compares).', 'gauge', (r) => r.latencyMs / 1000);
+  perReplica('pgtenant_replica_inflight', 'Units running on the replica now.', 'gauge', (r) => r.inflight);
+  perReplica('pgtenant_replica_units_total', 'Read units routed to the replica.', 'counter', (r) => r.reads);
+  perReplica('pgtenant_replica_failures_total', 'Read units whose replica connection was refused or lost.', 'counter', (r) => r.failures);
+  perReplica('pgtenant_replica_ejections_total', 'Times the replica was ejected as an outlier.', 'counter', (r) => r.ejections);
   registry.registerMetric(snapshot('pgtenant_clients', 'Connected clients.', 'gauge', () => [{ labels: {}, value: source.clientCount }]));
   registry.registerMetric(snapshot('pgtenant_blocked_statements_total', 'Statements refused by the tenant guard.', 'counter', () => [{ labels: {}, value: source.blockedStatements }]));
   return registry;

@@ -11,7 +11,8 @@ import type { ClientSession } from './session.js';
 import type { Binding } from '../tenancy/binding.js';
 import type { ShapeStats, UnitClassifier } from '../sql/classify.js';
 import { endsUnit, shareableShape, type Held } from './units.js';
-
+import type { ReadRouter } from '../routing/router.js';
+import type { ReplicaState } from '../routing/replicas.js';
 
 /** What the server runs in place of a refused statement: it fails at Parse, so nothing runs. */
 const REFUSED_SQL = 'pgtenant: statement refused';
@@ -64,6 +65,12 @@ export class TransactionRelay {
   private waitingForShared = false;
   /** Shape of the unit running on an exclusive connection, to learn its latency. */
   private exclusiveShape: ShapeStats | null = null;
+  /** Pool the exclusive server connection came from: the client's, or a replica's for a read unit. */
+  private unitPool: Pool;
+  /** The replica running the current unit (null: the primary). */
+  private replica: ReadTarget | null = null;
+  /** A read unit waiting for the client's shared units to finish, and its replica. */
+  private waitingTarget: ReadTarget | null = null;
 
   constructor(
     private readonly session: ClientSession,
@@ -73,7 +80,9 @@ export class TransactionRelay {
     /** Set when fast autocommit units may be pipelined on shared connections (transaction mode only). */
     private readonly classifier: UnitClassifier | null,
     private readonly shareBelowMs: number,
-  ) {}
+  ) {
+    this.unitPool = pool;
+  }
 
   /** Session mode: the client holds one server connection for its whole life. */
   start(): void {
@@ -86,7 +95,7 @@ export class TransactionRelay {
 
   message(type: number, buf: Buffer, start: number, end: number): void {
     const server = this.session.server;
-    if (server !== null && this.held.length === 0) {
+    if (server !== null && this.held.length === 0 && this.replica?.autocommit !== true) {
       this.dispatch(server, type, buf, start, end);
       return;
     }
@@ -133,14 +142,16 @@ export class TransactionRelay {
     }
     if (status === TxStatus.Idle && this.unitStart !== 0 && server.pending.length === 0) this.endUnit();
     if (!this.transactionMode) return;
-    if (server.isIdle && this.held.length === 0 && !this.largeRemaining) {
+    // After autocommit reads on a replica, what the client sent meanwhile is routed anew.
+    const readsDone = this.replica?.autocommit === true;
+    if (server.isIdle && (this.held.length === 0 || readsDone) && !this.largeRemaining) {
       this.session.server = null;
+      this.replica = null;
       if (this.serverStatementsStale) {
         this.serverStatementsStale = false;
-        this.pool.destroy(server);
-        return;
-      }
-      this.pool.release(server);
+        this.unitPool.destroy(server);
+      } else this.unitPool.release(server);
+      if (this.held.length > 0) this.route(this.held[this.held.length - 1]);
     }
   }
 
@@ -152,8 +163,12 @@ export class TransactionRelay {
     const server = this.session.server;
     if (server === null) return;
     this.session.server = null;
-    if (server.isIdle && !this.largeRemaining && !this.serverStatementsStale) this.pool.release(server, !this.transactionMode);
-    else this.pool.destroy(server);
+    if (this.replica !== null) {
+      this.replica.router.set.finished(this.replica.state, performance.now() - this.unitStart, server.isClosed);
+      this.replica = null;
+    }
+    if (server.isIdle && !this.largeRemaining && !this.serverStatementsStale) this.unitPool.release(server, !this.transactionMode);
+    else this.unitPool.destroy(server);
   }
 
   private hold(h: Held): void {
@@ -171,12 +186,15 @@ export class TransactionRelay {
    * it is a fast autocommit unit, else to a connection of its own.
    */
   private route(last: Held): void {
-    if (this.classifier === null || !this.transactionMode) {
+    const router = this.transactionMode ? this.session.readRouter(this.pool) : null;
+    if ((this.classifier === null && router === null) || !this.transactionMode) {
       this.checkout();
       return;
     }
     if (last.kind === 'message' && !endsUnit(last.type) && last.type !== Frontend.Terminate && this.heldBytes <= HELD_LIMIT) return;
-    const shape = last.kind === 'message' && !this.session.paused ? shareableShape(this.held, this.statements, this.classifier) : null;
+    const complete = last.kind === 'message' && !this.session.paused;
+    const target = complete && router !== null ? this.readTarget(router) : null;
+    const shape = complete && target === null && this.classifier !== null ? shareableShape(this.held, this.statements, this.classifier) : null;
     if (shape !== null && shape.runs > 0 && shape.latencyMs < this.shareBelowMs) {
       this.sendShared(shape);
       return;
@@ -184,9 +202,21 @@ export class TransactionRelay {
     this.exclusiveShape = shape;
     if (this.sharedUnits > 0) {
       this.waitingForShared = true;
+      this.waitingTarget = target;
       return;
     }
-    this.checkout();
+    this.checkout(target);
+  }
+
+  /** A replica for the first held batch when it only reads and one is eligible; null: the primary. */
+  private readTarget(router: ReadRouter): ReadTarget | null {
+    const { kind, length } = router.classifier.batchKind(this.held, this.statements);
+    if (kind === 'primary' && !this.session.readOnlyUser) return null;
+    const state = router.pick(this.pool);
+    if (state === null) return null;
+    // Autocommit reads hand the connection back after their batch; a read-only transaction (or a
+    // read-only user) keeps it until ReadyForQuery idle, like any unit.
+    return { router, state, autocommit: kind === 'read', length };
   }
 
   private sendShared(shape: ShapeStats): void {
@@ -234,7 +264,7 @@ export class TransactionRelay {
     const sent = this.sharedSent.shift()!;
     const ms = performance.now() - sent.at;
     this.classifier!.record(sent.shape, ms);
-    this.countUnit(ms / 1000, this.session.rowsReceived - sent.rows);
+    this.countUnit(ms / 1000, this.session.rowsReceived - sent.rows, this.pool.backendName);
     if (status !== TxStatus.Idle) {
       // Classification admits no statement that opens a transaction; if one did, nobody may share it.
       this.session.log.error({ user: this.session.user, status: String.fromCharCode(status) }, 'a shared statement left a transaction open; closing that server connection');
@@ -245,18 +275,20 @@ export class TransactionRelay {
     this.pool.sharedDrained(conn);
     if (this.waitingForShared && this.held.length > 0) {
       this.waitingForShared = false;
-      this.checkout();
+      const target = this.waitingTarget;
+      this.waitingTarget = null;
+      this.checkout(target);
     }
   }
 
   /** Queued client messages are replayed once the connection arrives (at once when one is idle). */
-  private checkout(): void {
+  private checkout(target: ReadTarget | null = null): void {
     // An admin PAUSE holds the tenant's new transactions (its messages stay held) until RESUME.
     const tenant = this.session.tenant?.tenant;
     if (tenant !== undefined) {
       const cancelWait = this.session.whenResumed(tenant, () => {
         this.cancelCheckout = null;
-        this.checkout();
+        this.checkout(target);
       });
       if (cancelWait !== null) {
         this.cancelCheckout = cancelWait;
@@ -264,24 +296,37 @@ export class TransactionRelay {
       }
     }
     // After a reload moved this client (its backend or its tenant's placement), take the new pool.
-    if (this.pool.retired || this.session.placementStale) this.pool = this.session.repool();
+    if (this.pool.retired || this.session.placementStale) {
+      this.pool = this.session.repool();
+      target = null;
+    }
+    const pool = target === null ? this.pool : target.router.poolFor(this.pool, target.state);
     let cancelled = false;
     let done = false;
     const share = this.session.tenant?.placement.limits.poolShare;
-    const limit = share === undefined ? Infinity : Math.max(1, Math.floor(this.pool.settings.size * share));
-    const cancel = this.pool.acquire((err, conn) => {
+    const limit = share === undefined ? Infinity : Math.max(1, Math.floor(pool.settings.size * share));
+    const cancel = pool.acquire((err, conn) => {
       done = true;
       this.cancelCheckout = null;
       if (cancelled) {
-        if (conn) this.pool.release(conn);
+        if (conn) pool.release(conn);
+        return;
+      }
+      if (target !== null && (err?.code.startsWith('08') === true || err?.code === SqlState.CannotConnectNow)) {
+        // The replica is down or starting: nothing was sent yet, so the unit goes to the primary.
+        target.router.set.connectFailed(target.state);
+        this.checkout(null);
         return;
       }
       if (err || conn === null) {
         this.checkoutFailed(err ?? new PgError(SqlState.ConnectionUnableToConnect, 'no server connection'));
         return;
       }
+      this.unitPool = pool;
+      if (target !== null) target.router.set.started(target.state);
+      this.replica = target;
       this.attach(conn);
-      this.replayHeld(conn);
+      this.replayHeld(conn, target?.autocommit === true ? target.length : this.held.length);
     }, this.session.tenant?.tenant, limit);
     if (!done) {
       this.cancelCheckout = () => {
@@ -349,10 +394,12 @@ export class TransactionRelay {
     });
   }
 
-  private replayHeld(conn: ServerConnection): void {
-    const held = this.held;
-    this.held = [];
+  /** Sends the first `count` held entries (the rest wait for the next checkout). */
+  private replayHeld(conn: ServerConnection, count: number): void {
+    const held = this.held.slice(0, count);
+    this.held = this.held.slice(count);
     this.heldBytes = 0;
+    for (const h of this.held) this.heldBytes += h.end - h.start;
     for (let i = 0; i < held.length; i++) {
       const h = held[i];
       if (this.session.server !== conn) {
@@ -437,16 +484,17 @@ export class TransactionRelay {
       this.classifier?.record(this.exclusiveShape, ms);
       this.exclusiveShape = null;
     }
-    this.countUnit(ms / 1000, this.session.rowsReceived - this.unitRows);
+    if (this.replica !== null) this.replica.router.set.finished(this.replica.state, ms, false);
+    this.countUnit(ms / 1000, this.session.rowsReceived - this.unitRows, this.unitPool.backendName);
   }
 
-  private countUnit(seconds: number, rows: number): void {
+  private countUnit(seconds: number, rows: number, backendName: string): void {
     const u = this.session.usage;
     u.transactions++;
     u.busySeconds += seconds;
     u.latency.observe(seconds);
     u.rows += rows;
-    this.session.backendLatency(this.pool.backendName).observe(seconds);
+    this.session.backendLatency(backendName).observe(seconds);
   }
 
   private dispatch(server: ServerConnection, type: number, buf: Buffer, start: number, end: number): void {
@@ -579,7 +627,6 @@ export class TransactionRelay {
   }
 }
 
-/** Cheap check for statements that drop the server's prepared statements (DISCARD ALL, DEALLOCATE ALL). */
 /** Whether statement text from `start` may drop server-side prepared statements (DISCARD / DEALLOCATE). */
 function mayDropStatements(buf: Buffer, start: number, end: number): boolean {
   return /\b(discard|deallocate)\b/i.test(buf.toString('latin1', start, end));
@@ -591,4 +638,13 @@ function startsWithListen(buf: Buffer, start: number, end: number): boolean {
   while (i < end && (buf[i] === 0x20 || (buf[i] >= 0x09 && buf[i] <= 0x0d))) i++;
   if (i + 6 > end || (buf[i] | 0x20) !== 0x6c /* l */) return false;
   return /^listen\b/i.test(buf.toString('latin1', i, Math.min(end, i + 7)));
+}
+
+/** Where a read unit runs: a replica picked by its router; `length` held entries form its first batch. */
+interface ReadTarget {
+  router: ReadRouter;
+  state: ReplicaState;
+  /** Autocommit reads (not a READ ONLY transaction): later batches are routed anew. */
+  autocommit: boolean;
+  length: number;
 }

@@ -19,6 +19,7 @@ import type { Tenancy, TenantContext } from '../tenancy/tenancy.js';
 import { NO_TENANT, TenantUsage, type UsageRegistry } from '../stats/usage.js';
 import type { Histogram } from '../stats/histogram.js';
 import type { UnitClassifier } from '../sql/classify.js';
+import type { ReadRouter } from '../routing/router.js';
 import { ADMIN_DATABASE, runAdminCommand, type AdminTarget } from '../admin/console.js';
 import type { AuditKind } from '../audit/log.js';
 
@@ -49,6 +50,8 @@ export interface SessionHost {
   readonly jwtVerifier: JwtVerifier | null;
   /** Counts the client against its tenant's maxClients (53300 beyond it). */
   admitTenant(session: ClientSession, tenant: string, maxClients: number | undefined): void;
+  /** Read routing for the backend of a primary pool (null: no replicas). */
+  readRouterFor(pool: Pool): ReadRouter | null;
   /** Decides which statements may share a pipelined server connection (pool.multiplex). */
   readonly classifier: UnitClassifier | null;
   /** Per-tenant usage and latency. */
@@ -436,6 +439,16 @@ export class ClientSession implements FrameHandler, ServerOwner {
 
   ready(status: number, proxyOwn: boolean): void {
     this.relay?.serverReady(status, proxyOwn);
+  }
+
+  /** Read routing for the client's pool, when its backend has replicas. */
+  readRouter(pool: Pool): ReadRouter | null {
+    return this.host.readRouterFor(pool);
+  }
+
+  /** The user is configured readOnly: all its units go to a replica when one is eligible. */
+  get readOnlyUser(): boolean {
+    return this.host.config.users[this.user]?.readOnly === true;
   }
 
   /** An admin PAUSE holds this tenant's new work. */

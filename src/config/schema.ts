@@ -44,7 +44,34 @@ const backendTls = z.strictObject({
   ca: z.string().optional(),
 });
 
-const replica = z.strictObject({ host: z.string(), port: port.default(5432) });
+const replica = z.strictObject({
+  /** Label in metrics and logs; defaults to host:port. */
+  name: z.string().regex(/^[A-Za-z0-9_.:-]+$/, 'letters, digits and _ . : - only').optional(),
+  host: z.string(),
+  port: port.default(5432),
+});
+
+/** How read-only units are spread over a backend's replicas (transaction mode). */
+const readRouting = z.strictObject({
+  /** How often each replica is checked (connect, pg_is_in_recovery, replay position). */
+  healthInterval: duration.default(2000),
+  /** Skip a replica whose replay position is further behind the primary than this many bytes of WAL. */
+  maxLagBytes: z.number().int().nonnegative().default(16 * 1024 * 1024),
+  /** Skip a replica behind the primary whose last replayed transaction is older than this. */
+  maxLagTime: duration.default(30_000),
+  /** Outlier ejection (gRPC A50, failure percentage): over each health interval… */
+  ejection: z.strictObject({
+    /** …a replica with at least this many units… */
+    minRequests: z.number().int().positive().default(10),
+    /** …of which at least this percentage failed (connection lost or refused) is ejected… */
+    failurePercent: z.number().min(1).max(100).default(50),
+    /** …for this long times the number of its ejections so far, capped at maxTime… */
+    baseTime: duration.default(30_000),
+    maxTime: duration.default(300_000),
+    /** …unless that would eject more than this percentage of the replicas (one may always be ejected). */
+    maxPercent: z.number().min(0).max(100).default(50),
+  }).default({ minRequests: 10, failurePercent: 50, baseTime: 30_000, maxTime: 300_000, maxPercent: 50 }),
+});
 
 const remoteBackend = z.strictObject({
   host: z.string(),
@@ -55,7 +82,9 @@ const remoteBackend = z.strictObject({
   password: z.string().optional(),
   tls: backendTls.default({ mode: 'disable' }),
   connectTimeout: duration.default(5000),
+  /** Hot standbys of this backend: read-only units go to one of them (P2C over peak-EWMA latency). */
   replicas: z.array(replica).default([]),
+  readRouting: readRouting.default(readRouting.parse({})),
 });
 
 const embeddedBackend = z.strictObject({
@@ -82,6 +111,8 @@ const user = z.strictObject({
   backendUser: z.string().optional(),
   /** With a tenancy section: `required` (every login names a tenant) or `exempt` (owners, migrations: no binding, no guard). */
   tenancy: z.enum(['required', 'exempt']).default('required'),
+  /** Route every unit of this user to a replica when one is healthy (a routing choice, not a permission: grant read-only roles for that). */
+  readOnly: z.boolean().default(false),
 });
 
 const jwt = z.strictObject({
@@ -227,6 +258,12 @@ export const configSchema = z.strictObject({
   for (const [name, u] of Object.entries(cfg.users)) {
     if (u.backendUser !== undefined && !(u.backendUser in cfg.users)) ctx.addIssue({ code: 'custom', path: ['users', name, 'backendUser'], message: `backendUser "${u.backendUser}" is not defined under users` });
   }
+  for (const [name, b] of Object.entries(cfg.backends)) {
+    if (isEmbedded(b)) continue;
+    const names = b.replicas.map((r) => r.name ?? `${r.host}:${r.port}`);
+    const twice = names.find((n, i) => names.indexOf(n) !== i);
+    if (twice !== undefined) ctx.addIssue({ code: 'custom', path: ['backends', name, 'replicas'], message: `replica "${twice}" is listed twice; give each replica its own name` });
+  }
   for (const name of cfg.admin.users) {
     if (!(name in cfg.users)) ctx.addIssue({ code: 'custom', path: ['admin', 'users'], message: `admin user "${name}" is not defined under users` });
   }
@@ -237,6 +274,8 @@ export type BackendConfig = z.output<typeof backendSchema>;
 export type RemoteBackendConfig = z.output<typeof remoteBackend>;
 export type EmbeddedBackendConfig = z.output<typeof embeddedBackend>;
 export type UserConfig = z.output<typeof user>;
+export type ReadRoutingConfig = z.output<typeof readRouting>;
+export type ReplicaConfig = z.output<typeof replica>;
 export type PoolConfig = z.output<typeof pool>;
 export type JwtConfig = z.output<typeof jwt>;
 export type TenancyConfig = z.output<typeof tenancy>;

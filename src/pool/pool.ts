@@ -40,8 +40,6 @@ export class Pool {
   private connecting = 0;
   /** ParameterStatus values of the first server connection, shown to clients at login. */
   serverParams: Map<string, string> | null = null;
-  /** Backend this pool connects to (the first part of its key). */
-  readonly backendName: string;
   /** How long clients waited for a server connection. */
   readonly queueWait = new Histogram();
   /** No new checkouts (config reload moved this pool's backend, or shutdown). */
@@ -52,9 +50,11 @@ export class Pool {
     readonly endpoint: ServerEndpoint,
     public settings: PoolSettings,
     private readonly log: Logger,
-  ) {
-    this.backendName = key.slice(0, key.indexOf('/'));
-  }
+    /** Server this pool connects to, as latency is labelled: the backend, or `backend:replica`. */
+    readonly backendName = key.slice(0, key.indexOf('/')),
+    /** Backend whose configuration this pool follows (a replica pool: the primary's). */
+    readonly primaryBackend = backendName,
+  ) {}
 
   get stats(): { total: number; idle: number; active: number; waiting: number; connecting: number } {
     return { total: this.all.size, idle: this.idle.length, active: this.all.size - this.idle.length, waiting: this.waiters.length, connecting: this.connecting };

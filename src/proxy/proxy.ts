@@ -20,6 +20,9 @@ import { createMetrics } from '../admin/metrics.js';
 import type { AdminTarget, ClientInfo } from '../admin/console.js';
 import { AuditLog, type AuditKind } from '../audit/log.js';
 import { formatIssues, loadConfigFile } from '../config/load.js';
+import { ReadClassifier } from '../routing/read-only.js';
+import { ReadRouter } from '../routing/router.js';
+import type { ReplicaSet } from '../routing/replicas.js';
 
 /** The assembled proxy: listener, sessions, pools and the backends behind them. */
 export class Proxy implements SessionHost {
@@ -38,6 +41,10 @@ export class Proxy implements SessionHost {
   blockedStatements = 0;
   readonly usage = new UsageRegistry();
   classifier: UnitClassifier | null = null;
+  /** Parser verdicts for read routing; set when some backend lists replicas. */
+  private readClassifier: ReadClassifier | null = null;
+  /** Read routing per backend with replicas, made on first use. */
+  private readonly routers = new Map<string, ReadRouter>();
   private adminHttp: http.Server | null = null;
   private auditLog: AuditLog | null = null;
   /** The file RELOAD reads (set by the CLI). */
@@ -68,6 +75,7 @@ export class Proxy implements SessionHost {
     const backends = await startBackends(config, log);
     const proxy = new Proxy(config, log, backends, tenancy, jwtVerifier);
     if (config.pool.multiplex) proxy.classifier = await UnitClassifier.create();
+    if (hasReplicas(config)) proxy.readClassifier = await ReadClassifier.create();
     try {
       if (config.audit !== undefined) proxy.auditLog = await AuditLog.open(config.audit);
       await proxy.listen();
@@ -247,13 +255,34 @@ export class Proxy implements SessionHost {
   poolFor(user: string, database: string, backend?: string): Pool {
     const backendName = backend ?? this.config.route.backend ?? Object.keys(this.config.backends)[0];
     const endpoint = this.endpointFor(backendName, user, database);
-    const key = `${backendName}/${database}/${endpoint.user}`;
+    return this.poolByKey(`${backendName}/${database}/${endpoint.user}`, endpoint);
+  }
+
+  private poolByKey(key: string, endpoint: ServerEndpoint, backendName?: string, primaryBackend?: string): Pool {
     let pool = this.pools.get(key);
     if (pool === undefined) {
-      pool = new Pool(key, endpoint, this.config.pool, this.log);
+      pool = new Pool(key, endpoint, this.config.pool, this.log, backendName, primaryBackend);
       this.pools.set(key, pool);
     }
     return pool;
+  }
+
+  /** Read routing for the backend of a primary pool; null when it has no replicas (or in session mode). */
+  readRouterFor(pool: Pool): ReadRouter | null {
+    if (this.readClassifier === null || this.config.pool.mode !== 'transaction' || pool.backendName !== pool.primaryBackend) return null;
+    let router = this.routers.get(pool.backendName);
+    if (router === undefined) {
+      const backend = this.config.backends[pool.backendName];
+      if (backend === undefined || isEmbedded(backend) || backend.replicas.length === 0) return null;
+      router = new ReadRouter(pool.backendName, backend, this.readClassifier, (key, endpoint, name, primary) => this.poolByKey(key, endpoint, name, primary), this.log);
+      this.routers.set(pool.backendName, router);
+    }
+    return router;
+  }
+
+  /** Replica sets of the backends read routing has served, for metrics. */
+  get replicaSets(): ReplicaSet[] {
+    return [...this.routers.values()].map((r) => r.set);
   }
 
   private endpointFor(backendName: string, user: string, database: string): ServerEndpoint {
@@ -281,6 +310,7 @@ export class Proxy implements SessionHost {
     const tenancy = await Tenancy.create(config);
     const jwtVerifier = config.jwt === undefined ? null : createJwtVerifier(config.jwt);
     if (config.pool.multiplex) this.classifier ??= await UnitClassifier.create();
+    if (hasReplicas(config)) this.readClassifier ??= await ReadClassifier.create();
     const old = this.config;
     this.config = config;
     this.tenancy = tenancy;
@@ -293,8 +323,13 @@ export class Proxy implements SessionHost {
     this.jwtVerifier = jwtVerifier;
     this.tenancyEpoch++;
     this.tlsContext = makeTlsContext(config);
+    for (const [name, router] of this.routers) {
+      if (JSON.stringify(old.backends[name]) === JSON.stringify(config.backends[name])) continue;
+      router.stop();
+      this.routers.delete(name);
+    }
     for (const [key, pool] of this.pools) {
-      const backendName = key.slice(0, key.indexOf('/'));
+      const backendName = pool.primaryBackend;
       const before = JSON.stringify(old.backends[backendName]);
       const after = JSON.stringify(config.backends[backendName]);
       if (before !== after) {
@@ -338,6 +373,8 @@ export class Proxy implements SessionHost {
     await auditLog?.close();
     this.listener.close();
     for (const session of [...this.sessions.values()]) session.closeQuietly();
+    for (const router of this.routers.values()) router.stop();
+    this.routers.clear();
     for (const pool of this.pools.values()) pool.closeAll();
     this.pools.clear();
     await this.backends.stop();
@@ -353,6 +390,10 @@ function makeTlsContext(config: Config): tls.SecureContext | null {
   const t = config.listen.tls;
   if (!t) return null;
   return tls.createSecureContext({ cert: readFileSync(t.cert), key: readFileSync(t.key), ca: t.ca ? readFileSync(t.ca) : undefined });
+}
+
+function hasReplicas(config: Config): boolean {
+  return Object.values(config.backends).some((b) => !isEmbedded(b) && b.replicas.length > 0);
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));

@@ -29,6 +29,7 @@ describe('parseConfig', () => {
     if (!result.ok) return;
     expect(result.config.backends.main).toEqual({
       host: 'db.internal', port: 5432, tls: { mode: 'disable' }, connectTimeout: 5000, replicas: [],
+      readRouting: { healthInterval: 2000, maxLagBytes: 16 * 1024 * 1024, maxLagTime: 30_000, ejection: { minRequests: 10, failurePercent: 50, baseTime: 30_000, maxTime: 300_000, maxPercent: 50 } },
     });
     expect(result.config.pool).toMatchObject({ mode: 'transaction', size: 20, queueTimeout: 5000, idleTimeout: 120_000 });
     expect(result.config.listen).toEqual({ host: '127.0.0.1', port: 6432, allowCleartextWithoutTls: false, maxClients: 10_000 });
@@ -184,7 +185,14 @@ describe('parseConfig', () => {
       const issues = issuesOf(yaml('backends:', '  main:', '    hst: db'));
       expect(brief(issues)).toEqual([
         { line: 2, column: 3, path: 'backends.main', message: 'missing required key "host"' },
-        { line: 3, column: 5, path: 'backends.main.hst', message: 'unknown key "hst"; allowed keys: host, port, user, password, tls, connectTimeout, replicas' },
+        { line: 3, column: 5, path: 'backends.main.hst', message: 'unknown key "hst"; allowed keys: host, port, user, password, tls, connectTimeout, replicas, readRouting' },
+      ]);
+    });
+
+    it('reports a replica listed twice', () => {
+      const issues = issuesOf(yaml('backends:', '  main:', '    host: db', '    replicas:', '      - host: r1', '      - host: r1', '        port: 5432'));
+      expect(brief(issues)).toEqual([
+        { line: 4, column: 5, path: 'backends.main.replicas', message: 'replica "r1:5432" is listed twice; give each replica its own name' },
       ]);
     });
 
