@@ -34,7 +34,6 @@ export interface JwtVerifier {
 type Algorithm = JwtConfig['algorithms'][number];
 
 const HMAC_ALGS: readonly Algorithm[] = ['HS256', 'HS384', 'HS512'];
-const ASYMMETRIC_ALGS: readonly Algorithm[] = ['RS256', 'ES256', 'EdDSA'];
 
 /** Longest token we try to verify; a password this long is not a JWT we issue or accept. */
 const MAX_TOKEN_LENGTH = 64 * 1024;

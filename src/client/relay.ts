@@ -1,34 +1,17 @@
-import { Frontend, Target, TxStatus } from '../protocol/codes.js';
-import { commandComplete, errorResponse, msg, query, readyForQuery } from '../protocol/messages.js';
-import { cstringEnd } from '../protocol/read.js';
+import { Frontend, TxStatus } from '../protocol/codes.js';
+import { commandComplete, query, readyForQuery } from '../protocol/messages.js';
 import { PgError, SqlState } from '../protocol/sqlstate.js';
-import { BINDING, BLOCKED, Request, SIMPLE, SKIP } from '../pool/pending.js';
+import { BINDING, Request, SIMPLE, SKIP } from '../pool/pending.js';
 import type { Pool } from '../pool/pool.js';
-import { ensurePrepared, globalizeParse, parseOnServer, renameStatement, type PreparedStatement } from '../pool/prepared.js';
 import type { ServerConnection } from '../pool/server-connection.js';
 import { settingsDiff } from './params.js';
 import type { ClientSession } from './session.js';
 import type { Binding } from '../tenancy/binding.js';
 import type { ShapeStats, UnitClassifier } from '../sql/classify.js';
 import { endsUnit, shareableShape, type Held } from './units.js';
+import { MessageDispatcher } from './dispatch.js';
 import type { ReadRouter } from '../routing/router.js';
 import type { ReplicaState } from '../routing/replicas.js';
-
-/** What the server runs in place of a refused statement: it fails at Parse, so nothing runs. */
-const REFUSED_SQL = 'pgtenant: statement refused';
-const REFUSED_QUERY = query(REFUSED_SQL);
-const REFUSED_PARSE = msg(Frontend.Parse).str('').str(REFUSED_SQL).i16(0).done();
-
-/** In transaction mode a LISTEN would stay on a pooled server connection and its notifications reach whoever holds it next. */
-const LISTEN_REFUSAL = errorResponse({
-  severity: 'ERROR',
-  code: SqlState.FeatureNotSupported,
-  message: 'LISTEN is not supported in transaction pooling mode',
-  hint: 'connect to a pgtenant with pool.mode: session for clients that LISTEN',
-});
-
-/** OID of pg_catalog.set_config, which a FunctionCall could invoke without any SQL text. */
-const SET_CONFIG_OID = 2078;
 
 /** Above this many bytes held while waiting for a server, stop reading the client. */
 const HELD_LIMIT = 1 << 20;
@@ -53,9 +36,6 @@ export class TransactionRelay {
   private unitRows = 0;
   /** Rest of a large CopyData for a COPY the server already ended: dropped. */
   private droppingLarge = false;
-  private readonly statements = new Map<string, PreparedStatement>();
-  /** The server ran DISCARD ALL / DEALLOCATE ALL for this client: its prepared-statement list is stale. */
-  private serverStatementsStale = false;
 
   /** Units on a shared (pipelined) connection: the connection, how many are in flight, and when each was sent. */
   private sharedConn: ServerConnection | null = null;
@@ -65,6 +45,8 @@ export class TransactionRelay {
   private waitingForShared = false;
   /** Shape of the unit running on an exclusive connection, to learn its latency. */
   private exclusiveShape: ShapeStats | null = null;
+  /** Guard, LISTEN refusal and prepared-statement mapping of each message sent. */
+  private readonly messages: MessageDispatcher;
   /** Pool the exclusive server connection came from: the client's, or a replica's for a read unit. */
   private unitPool: Pool;
   /** The replica running the current unit (null: the primary). */
@@ -76,12 +58,13 @@ export class TransactionRelay {
     private readonly session: ClientSession,
     private pool: Pool,
     private readonly transactionMode: boolean,
-    private readonly statementLimit: number,
+    statementLimit: number,
     /** Set when fast autocommit units may be pipelined on shared connections (transaction mode only). */
     private readonly classifier: UnitClassifier | null,
     private readonly shareBelowMs: number,
   ) {
     this.unitPool = pool;
+    this.messages = new MessageDispatcher(session, transactionMode, statementLimit);
   }
 
   /** Session mode: the client holds one server connection for its whole life. */
@@ -147,8 +130,8 @@ export class TransactionRelay {
     if (server.isIdle && (this.held.length === 0 || readsDone) && !this.largeRemaining) {
       this.session.server = null;
       this.replica = null;
-      if (this.serverStatementsStale) {
-        this.serverStatementsStale = false;
+      if (this.messages.serverStatementsStale) {
+        this.messages.serverStatementsStale = false;
         this.unitPool.destroy(server);
       } else this.unitPool.release(server);
       if (this.held.length > 0) this.route(this.held[this.held.length - 1]);
@@ -167,7 +150,7 @@ export class TransactionRelay {
       this.replica.router.set.finished(this.replica.state, performance.now() - this.unitStart, server.isClosed);
       this.replica = null;
     }
-    if (server.isIdle && !this.largeRemaining && !this.serverStatementsStale) this.unitPool.release(server, !this.transactionMode);
+    if (server.isIdle && !this.largeRemaining && !this.messages.serverStatementsStale) this.unitPool.release(server, !this.transactionMode);
     else this.unitPool.destroy(server);
   }
 
@@ -194,7 +177,7 @@ export class TransactionRelay {
     if (last.kind === 'message' && !endsUnit(last.type) && last.type !== Frontend.Terminate && this.heldBytes <= HELD_LIMIT) return;
     const complete = last.kind === 'message' && !this.session.paused;
     const target = complete && router !== null ? this.readTarget(router) : null;
-    const shape = complete && target === null && this.classifier !== null ? shareableShape(this.held, this.statements, this.classifier) : null;
+    const shape = complete && target === null && this.classifier !== null ? shareableShape(this.held, this.messages.statements, this.classifier) : null;
     if (shape !== null && shape.runs > 0 && shape.latencyMs < this.shareBelowMs) {
       this.sendShared(shape);
       return;
@@ -210,7 +193,7 @@ export class TransactionRelay {
 
   /** A replica for the first held batch when it only reads and one is eligible; null: the primary. */
   private readTarget(router: ReadRouter): ReadTarget | null {
-    const { kind, length } = router.classifier.batchKind(this.held, this.statements);
+    const { kind, length } = router.classifier.batchKind(this.held, this.messages.statements);
     if (kind === 'primary' && !this.session.readOnlyUser) return null;
     const state = router.pick(this.pool);
     if (state === null) return null;
@@ -379,21 +362,6 @@ export class TransactionRelay {
     conn.sendOwned(binding.apply);
   }
 
-  /** The guard's verdict on a statement text of a tenant client; null when it may run. */
-  private refused(sql: string): Buffer | null {
-    const guard = this.session.tenant?.guard;
-    if (guard == null) return null;
-    const blocked = guard.check(sql);
-    if (blocked === null) return null;
-    this.session.statementBlocked(blocked.reason, blocked.fingerprint);
-    return errorResponse({
-      severity: 'ERROR',
-      code: SqlState.InsufficientPrivilege,
-      message: `pgtenant: ${blocked.reason}`,
-      hint: 'the tenant context (tenant setting, JWT claims, role, and the schema tenants\' search_path) is set by pgtenant and cannot be changed by clients',
-    });
-  }
-
   /** Sends the first `count` held entries (the rest wait for the next checkout). */
   private replayHeld(conn: ServerConnection, count: number): void {
     const held = this.held.slice(0, count);
@@ -456,19 +424,29 @@ export class TransactionRelay {
     const m = LOCAL_STATEMENT.exec(buf.toString('utf8', start + 5, end - 1));
     if (m === null) return false;
     if (/^discard/i.test(m[1])) {
-      this.statements.clear();
+      this.messages.statements.clear();
       this.session.resetSettings();
       this.session.send(commandComplete('DISCARD ALL'));
     } else if (m[2].toLowerCase() === 'all') {
-      this.statements.clear();
+      this.messages.statements.clear();
       this.session.send(commandComplete('DEALLOCATE ALL'));
     } else {
       const name = m[2].startsWith('"') ? m[2].slice(1, -1).replace(/""/g, '"') : m[2].toLowerCase();
-      if (!this.statements.delete(name)) return false;
+      if (!this.messages.statements.delete(name)) return false;
       this.session.send(commandComplete('DEALLOCATE'));
     }
     this.session.send(readyForQuery(TxStatus.Idle));
     return true;
+  }
+
+  /** Sends a client message; the first one on an exclusive server connection starts a unit of work. */
+  private dispatch(server: ServerConnection, type: number, buf: Buffer, start: number, end: number): void {
+    if (this.unitStart === 0 && server === this.session.server && type !== Frontend.Terminate) this.beginUnit();
+    this.messages.dispatch(server, type, buf, start, end);
+  }
+
+  private dispatchLargeStart(server: ServerConnection, type: number, total: number, head: Buffer): void {
+    this.messages.dispatchLargeStart(server, type, total, head);
   }
 
   /** A unit of work (transaction, or autocommit statements up to ReadyForQuery 'I') starts on `server`. */
@@ -497,147 +475,6 @@ export class TransactionRelay {
     this.session.backendLatency(backendName).observe(seconds);
   }
 
-  private dispatch(server: ServerConnection, type: number, buf: Buffer, start: number, end: number): void {
-    const pending = server.pending;
-    if (this.unitStart === 0 && server === this.session.server && type !== Frontend.Terminate) this.beginUnit();
-    if (type === Frontend.Query || type === Frontend.Execute) this.session.usage.queries++;
-    switch (type) {
-      case Frontend.Query: {
-        const refusal = this.transactionMode && startsWithListen(buf, start + 5, end)
-          ? LISTEN_REFUSAL
-          : this.session.tenant === null ? null : this.refused(buf.toString('utf8', start + 5, end - 1));
-        if (refusal !== null) {
-          pending.push(Request.Sync, SIMPLE | BLOCKED, refusal);
-          server.send(REFUSED_QUERY, 0, REFUSED_QUERY.length);
-          return;
-        }
-        if (this.transactionMode && mayDropStatements(buf, start + 5, end)) this.serverStatementsStale = true;
-        pending.push(Request.Sync, SIMPLE);
-        server.send(buf, start, end);
-        return;
-      }
-      case Frontend.Sync:
-        pending.push(Request.Sync);
-        server.send(buf, start, end);
-        return;
-      case Frontend.Execute:
-        pending.push(Request.Execute);
-        server.send(buf, start, end);
-        return;
-      case Frontend.Parse:
-        this.parse(server, buf, start, end);
-        return;
-      case Frontend.Bind:
-        this.bind(server, buf, start, end, end - start);
-        return;
-      case Frontend.Describe:
-      case Frontend.Close:
-        this.describeOrClose(server, type, buf, start, end);
-        return;
-      case Frontend.FunctionCall:
-        if (this.session.tenant !== null && end - start >= 9 && buf.readInt32BE(start + 5) === SET_CONFIG_OID) {
-          const refusal = this.refused("select pg_catalog.set_config($1, $2, $3)");
-          pending.push(Request.Sync, SIMPLE | BLOCKED, refusal ?? undefined);
-          server.send(refusal === null ? buf : REFUSED_QUERY, refusal === null ? start : 0, refusal === null ? end : REFUSED_QUERY.length);
-          return;
-        }
-        pending.push(Request.Sync, SIMPLE);
-        server.send(buf, start, end);
-        return;
-      case Frontend.Flush:
-      case Frontend.CopyData:
-      case Frontend.CopyDone:
-      case Frontend.CopyFail:
-        server.send(buf, start, end);
-        return;
-      case Frontend.Terminate:
-        this.session.closeQuietly();
-        return;
-      default:
-        throw new PgError(SqlState.ProtocolViolation, `invalid frontend message type ${type} ("${String.fromCharCode(type)}")`, 'FATAL');
-    }
-  }
-
-  private dispatchLargeStart(server: ServerConnection, type: number, total: number, head: Buffer): void {
-    if (type === Frontend.Bind) this.bind(server, head, 0, head.length, total);
-    else server.send(head, 0, head.length);
-  }
-
-  private parse(server: ServerConnection, buf: Buffer, start: number, end: number): void {
-    const textStart = cstringEnd(buf, start + 5, end);
-    if (textStart !== -1) {
-      const tenant = this.session.tenant;
-      const listen = this.transactionMode && startsWithListen(buf, textStart, end);
-      if (tenant !== null || listen) {
-        const textEnd = cstringEnd(buf, textStart, end);
-        const refusal = listen ? LISTEN_REFUSAL : textEnd === -1 ? null : this.refused(buf.toString('utf8', textStart, textEnd - 1));
-        if (refusal !== null) {
-          server.pending.push(Request.Parse, BLOCKED, refusal);
-          server.send(REFUSED_PARSE, 0, REFUSED_PARSE.length);
-          return;
-        }
-      }
-      if (this.transactionMode && mayDropStatements(buf, textStart, end)) this.serverStatementsStale = true;
-    }
-    const named = this.transactionMode ? globalizeParse(buf, start, end, this.session.tenant?.binding.statementContext ?? '') : undefined;
-    if (named === undefined) {
-      server.pending.push(Request.Parse);
-      server.send(buf, start, end);
-      return;
-    }
-    this.statements.set(named.clientName, named.stmt);
-    parseOnServer(server, named.stmt, this.statementLimit);
-  }
-
-  /** Bind: portal name, then statement name. `total` is the whole message's length when `buf` holds only its head. */
-  private bind(server: ServerConnection, buf: Buffer, start: number, end: number, total: number): void {
-    const portalEnd = cstringEnd(buf, start + 5, end);
-    const nameEnd = portalEnd === -1 ? -1 : cstringEnd(buf, portalEnd, end);
-    const stmt = nameEnd === -1 || nameEnd === portalEnd + 1 || !this.transactionMode ? undefined : this.statements.get(buf.toString('utf8', portalEnd, nameEnd - 1));
-    if (stmt === undefined) {
-      server.pending.push(Request.Bind);
-      server.send(buf, start, end);
-      return;
-    }
-    ensurePrepared(server, stmt, this.statementLimit);
-    server.pending.push(Request.Bind);
-    server.sendOwned(renameStatement(buf, start, end, portalEnd, nameEnd, stmt.globalName, total));
-  }
-
-  private describeOrClose(server: ServerConnection, type: number, buf: Buffer, start: number, end: number): void {
-    const kind = type === Frontend.Describe ? Request.Describe : Request.Close;
-    const isStatement = buf[start + 5] === Target.Statement;
-    const nameEnd = cstringEnd(buf, start + 6, end);
-    const name = isStatement && nameEnd > start + 7 && this.transactionMode ? buf.toString('utf8', start + 6, nameEnd - 1) : '';
-    const stmt = name === '' ? undefined : this.statements.get(name);
-    if (kind === Request.Close && name !== '') {
-      // The server-side statement stays for other clients; the client's name goes.
-      this.statements.delete(name);
-      server.pushSynthetic(Request.Close);
-      return;
-    }
-    if (stmt === undefined) {
-      server.pending.push(kind);
-      server.send(buf, start, end);
-      return;
-    }
-    ensurePrepared(server, stmt, this.statementLimit);
-    server.pending.push(kind);
-    server.sendOwned(renameStatement(buf, start, end, start + 6, nameEnd, stmt.globalName));
-  }
-}
-
-/** Whether statement text from `start` may drop server-side prepared statements (DISCARD / DEALLOCATE). */
-function mayDropStatements(buf: Buffer, start: number, end: number): boolean {
-  return /\b(discard|deallocate)\b/i.test(buf.toString('latin1', start, end));
-}
-
-/** Whether statement text at `start` begins with the LISTEN keyword (after whitespace). */
-function startsWithListen(buf: Buffer, start: number, end: number): boolean {
-  let i = start;
-  while (i < end && (buf[i] === 0x20 || (buf[i] >= 0x09 && buf[i] <= 0x0d))) i++;
-  if (i + 6 > end || (buf[i] | 0x20) !== 0x6c /* l */) return false;
-  return /^listen\b/i.test(buf.toString('latin1', i, Math.min(end, i + 7)));
 }
 
 /** Where a read unit runs: a replica picked by its router; `length` held entries form its first batch. */
