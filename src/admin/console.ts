@@ -14,6 +14,9 @@ export interface ClientInfo {
   user: string;
   tenant: string;
   database: string;
+  /** Key of the client's pool ('' before it has one). */
+  pool: string;
+  /** active (holds a server connection), waiting (for one), idle, or admin. */
   state: string;
   connectedAt: number;
   address: string;
@@ -120,8 +123,8 @@ function show(target: AdminTarget, what: string): Buffer[] {
       );
     case 'CLIENTS':
       return resultSet(
-        ['pid', 'user', 'tenant', 'database', 'state', 'connected_at', 'address'],
-        target.clients().map((c) => [c.pid, c.user, c.tenant, c.database, c.state, new Date(c.connectedAt).toISOString(), c.address]),
+        ['pid', 'user', 'tenant', 'database', 'pool', 'state', 'connected_at', 'address'],
+        target.clients().map((c) => [c.pid, c.user, c.tenant, c.database, c.pool, c.state, new Date(c.connectedAt).toISOString(), c.address]),
         'SHOW',
       );
     case 'SERVERS':

@@ -3,6 +3,7 @@ import type { Pool } from '../pool/pool.js';
 import { Histogram, LATENCY_BUCKETS } from '../stats/histogram.js';
 import { TenantUsage, type UsageRegistry } from '../stats/usage.js';
 import type { ReplicaSet, ReplicaState } from '../routing/replicas.js';
+import type { ClientInfo } from './console.js';
 
 /** What the metrics read from the running proxy at scrape time. */
 export interface MetricsSource {
@@ -11,6 +12,7 @@ export interface MetricsSource {
   readonly clientCount: number;
   readonly blockedStatements: number;
   readonly replicaSets: ReplicaSet[];
+  clients(): ClientInfo[];
 }
 
 type Labels = Record<string, string | number>;
@@ -108,6 +110,21 @@ export function createMetrics(source: MetricsSource, topTenants: number): Regist
         ];
       }),
     ),
+  );
+  registry.registerMetric(
+    snapshot('pgtenant_pool_clients', 'Client connections per pool and state (active: holds a server connection; waiting: for one; idle).', 'gauge', () => {
+      const counts = new Map<string, number>();
+      for (const p of pools()) for (const state of ['active', 'waiting', 'idle']) counts.set(`${p.key}\0${state}`, 0);
+      for (const c of source.clients()) {
+        if (c.pool === '' || c.state === 'admin') continue;
+        const key = `${c.pool}\0${c.state}`;
+        counts.set(key, (counts.get(key) ?? 0) + 1);
+      }
+      return [...counts].map(([key, value]) => {
+        const [pool, state] = key.split('\0');
+        return { labels: { pool, state }, value };
+      });
+    }),
   );
   registry.registerMetric(snapshot('pgtenant_pool_clients_waiting', 'Clients waiting for a server connection, per pool.', 'gauge', () => pools().map((p) => ({ labels: { pool: p.key }, value: p.stats.waiting }))));
   registry.registerMetric(snapshot('pgtenant_pool_size', 'Configured size per pool.', 'gauge', () => pools().map((p) => ({ labels: { pool: p.key }, value: p.settings.size }))));

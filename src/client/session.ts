@@ -441,6 +441,11 @@ export class ClientSession implements FrameHandler, ServerOwner {
     this.relay?.serverReady(status, proxyOwn);
   }
 
+  /** The client has sent work and waits for a server connection. */
+  get waiting(): boolean {
+    return this.server === null && this.relay !== null && !this.relay.isIdle;
+  }
+
   /** Read routing for the client's pool, when its backend has replicas. */
   readRouter(pool: Pool): ReadRouter | null {
     return this.host.readRouterFor(pool);

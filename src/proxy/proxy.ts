@@ -174,7 +174,8 @@ export class Proxy implements SessionHost {
       user: s.user,
       tenant: s.tenant?.tenant ?? '',
       database: s.tenant?.placement.database ?? s.database,
-      state: s.adminConsole ? 'admin' : s.server === null ? 'idle' : 'active',
+      pool: s.pool?.key ?? '',
+      state: s.adminConsole ? 'admin' : s.server !== null ? 'active' : s.waiting ? 'waiting' : 'idle',
       connectedAt: s.connectedAt,
       address: s.remoteAddress,
     }));

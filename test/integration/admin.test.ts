@@ -78,6 +78,7 @@ describe('admin HTTP', () => {
     expect(body).toMatch(/^pgtenant_blocked_statements_total 1$/m);
     expect(series(body, 'pgtenant_tenant_transaction_seconds_count', 'tenant="r1"')).toBe(6);
     expect(body).toMatch(new RegExp(`^pgtenant_pool_server_connections\\{pool="main/${layout.shared}/app",state="idle"\\} \\d+$`, 'm'));
+    expect(series(body, 'pgtenant_pool_clients', `pool="main/${layout.shared}/app",state="idle"`)).toBeGreaterThanOrEqual(2);
     expect(body).toMatch(/^pgtenant_pool_queue_wait_seconds_count\{pool="[^"]+"\} \d+$/m);
     expect(body).toMatch(/^pgtenant_backend_transaction_seconds_bucket\{backend="main",le="\+Inf"\} \d+$/m);
     expect(body).toMatch(/^pgtenant_process_cpu_user_seconds_total /m);
