@@ -328,6 +328,8 @@ export class TransactionRelay {
   /** The client's settings and tenant binding, ahead of its messages. */
   private prepareConnection(conn: ServerConnection): void {
     const sql = settingsDiff(this.session.settings, conn.params);
+    // A connection of its own may run anything: what binding it ends with is unknown.
+    if (!conn.shared) conn.bindingInPlace = null;
     if (sql !== '') {
       for (const [k, v] of this.session.settings) conn.params.set(k, v);
       conn.pending.push(Request.Sync, SKIP | SIMPLE);
@@ -336,10 +338,10 @@ export class TransactionRelay {
     const tenant = this.session.tenant;
     if (tenant === null) return;
     const apply = tenant.binding.apply;
-    // On a shared connection where only statements that cannot change it ran since the same binding,
-    // and no setting changed now, the binding is still in place.
-    const unchanged = conn.shared && sql === '' && conn.sharedBinding !== null && (conn.sharedBinding === apply || conn.sharedBinding.equals(apply));
-    conn.sharedBinding = conn.shared ? apply : null;
+    // Shared, with the same binding in place and no setting changed now: nothing to send.
+    const inPlace = conn.bindingInPlace;
+    const unchanged = conn.shared && sql === '' && inPlace !== null && (inPlace === apply || inPlace.equals(apply));
+    if (conn.shared) conn.bindingInPlace = apply;
     if (!unchanged) this.applyBinding(conn, tenant.binding);
   }
 

@@ -288,6 +288,7 @@ export class Pool {
     };
     conn.attach(owner);
     conn.prepared.clear();
+    conn.bindingInPlace = null;
     conn.pending.push(Request.Sync, SKIP | SIMPLE);
     conn.sendOwned(query('DISCARD ALL'));
   }

@@ -70,10 +70,11 @@ export class ServerConnection implements FrameHandler {
   /** Several clients' units are pipelined here: each response goes to the owner of its request. */
   shared = false;
   /**
-   * The tenant binding last sent while shared (only units that cannot change it ran since): a unit
-   * with the same binding needs none of its own.
+   * The tenant binding in effect here, known while only shared units (statements that cannot change
+   * session state) ran since it was sent, also across a release: a shared unit with the same binding
+   * needs none of its own. null after any exclusive use.
    */
-  sharedBinding: Buffer | null = null;
+  bindingInPlace: Buffer | null = null;
   /** Owner of the large message in flight. */
   private largeOwner: ServerOwner | null = null;
   lastUsed = Date.now();
@@ -153,7 +154,6 @@ export class ServerConnection implements FrameHandler {
   detach(): void {
     this.owner = null;
     this.shared = false;
-    this.sharedBinding = null;
     this.pending.currentOwner = undefined;
     this.lastUsed = Date.now();
     if (this.socket.isPaused()) this.socket.resume();

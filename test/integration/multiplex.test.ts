@@ -69,6 +69,36 @@ describe('multiplexing', () => {
     expect(shared.stats.total).toBeLessThanOrEqual(4);
   });
 
+  it('a binding kept on a connection between shared units is sent again after another tenant used it alone', async () => {
+    // One server connection, so the other tenant's transaction runs exactly where r1's shared units ran.
+    const input = tenantConfigInput(layout, { pool: { mode: 'transaction', size: 1, queueTimeout: '10s', multiplex: true, sharedConnections: 1, shareBelow: '50ms' } });
+    const single = await Proxy.start(configSchema.parse(input), pino({ level: process.env.PGTENANT_TEST_LOG ?? 'silent' }));
+    const at = (tenant: string) => ({ ...as(tenant), port: single.port });
+    const r1 = new pg.Client(at('r1'));
+    const r2 = new pg.Client(at('r2'));
+    await r1.connect();
+    await r2.connect();
+    const sql = 'select tenant_id from items where id >= 2';
+    try {
+      for (let i = 0; i < 5; i++) await r1.query(sql);
+      const before = single.usage.sharedUnits;
+      for (let i = 0; i < 5; i++) await r1.query(sql);
+      expect(single.usage.sharedUnits - before).toBe(5);
+      await r2.query('begin');
+      expect((await r2.query<{ tenant_id: string }>('select tenant_id from items')).rows.every((r) => r.tenant_id === 'r2')).toBe(true);
+      await r2.query('commit');
+      for (let i = 0; i < 5; i++) {
+        const { rows } = await r1.query<{ tenant_id: string }>(sql);
+        expect(rows.length).toBeGreaterThan(0);
+        for (const row of rows) expect(row.tenant_id).toBe('r1');
+      }
+    } finally {
+      await r1.end();
+      await r2.end();
+      await single.close();
+    }
+  });
+
   it('an error stays in its own unit: other clients on the shared connection go on', async () => {
     const bad = await connected('r1');
     const good = await connected('r2');
