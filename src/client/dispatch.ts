@@ -3,7 +3,8 @@ import { errorResponse, msg, query } from '../protocol/messages.js';
 import { cstringEnd } from '../protocol/read.js';
 import { PgError, SqlState } from '../protocol/sqlstate.js';
 import { BLOCKED, Request, SIMPLE } from '../pool/pending.js';
-import { ensurePrepared, globalizeParse, parseOnServer, renameStatement, type PreparedStatement } from '../pool/prepared.js';
+import { ensurePrepared, globalizeParse, parseOnServer, renameStatement, statementText, type PreparedStatement } from '../pool/prepared.js';
+import type { UnitClassifier } from '../sql/classify.js';
 import type { ServerConnection } from '../pool/server-connection.js';
 import type { ClientSession } from './session.js';
 
@@ -33,12 +34,26 @@ export class MessageDispatcher {
   readonly statements = new Map<string, PreparedStatement>();
   /** The server ran DISCARD ALL / DEALLOCATE ALL for this client: its prepared-statement list is stale. */
   serverStatementsStale = false;
+  /**
+   * Set when a unit starts whose tenant binding may outlive it: stays true while every statement
+   * run is one the classifier says cannot change session state, so the binding is still in place.
+   */
+  pure = false;
+  /** Text of the unnamed statement, for the purity of the Bind that runs it. */
+  private unnamedText: string | undefined;
 
   constructor(
     private readonly session: ClientSession,
     private readonly transactionMode: boolean,
     private readonly statementLimit: number,
+    private readonly classifier: UnitClassifier | null,
   ) {}
+
+  /** One statement text that cannot change session state (cached per statement shape). */
+  private pureStatement(sql: string, simple: boolean): boolean {
+    const shape = this.classifier?.shapeOf(sql, simple);
+    return shape !== undefined && this.classifier!.stats(shape, sql).shareable;
+  }
 
   /** The guard's verdict on a statement text of a tenant client; null when it may run. */
   private refused(sql: string): Buffer | null {
@@ -60,14 +75,15 @@ export class MessageDispatcher {
     if (type === Frontend.Query || type === Frontend.Execute) this.session.usage.queries++;
     switch (type) {
       case Frontend.Query: {
-        const refusal = this.transactionMode && startsWithListen(buf, start + 5, end)
-          ? LISTEN_REFUSAL
-          : this.session.tenant === null ? null : this.refused(buf.toString('utf8', start + 5, end - 1));
+        const listen = this.transactionMode && startsWithListen(buf, start + 5, end);
+        const sql = !listen && (this.session.tenant !== null || this.pure) ? buf.toString('utf8', start + 5, end - 1) : undefined;
+        const refusal = listen ? LISTEN_REFUSAL : sql === undefined || this.session.tenant === null ? null : this.refused(sql);
         if (refusal !== null) {
           pending.push(Request.Sync, SIMPLE | BLOCKED, refusal);
           server.send(REFUSED_QUERY, 0, REFUSED_QUERY.length);
           return;
         }
+        if (this.pure) this.pure = sql !== undefined && this.pureStatement(sql, true);
         if (this.transactionMode && mayDropStatements(buf, start + 5, end)) this.serverStatementsStale = true;
         pending.push(Request.Sync, SIMPLE);
         server.send(buf, start, end);
@@ -92,6 +108,7 @@ export class MessageDispatcher {
         this.describeOrClose(server, type, buf, start, end);
         return;
       case Frontend.FunctionCall:
+        this.pure = false;
         if (this.session.tenant !== null && end - start >= 9 && buf.readInt32BE(start + 5) === SET_CONFIG_OID) {
           const refusal = this.refused("select pg_catalog.set_config($1, $2, $3)");
           pending.push(Request.Sync, SIMPLE | BLOCKED, refusal ?? undefined);
@@ -102,9 +119,12 @@ export class MessageDispatcher {
         server.send(buf, start, end);
         return;
       case Frontend.Flush:
+        server.send(buf, start, end);
+        return;
       case Frontend.CopyData:
       case Frontend.CopyDone:
       case Frontend.CopyFail:
+        this.pure = false;
         server.send(buf, start, end);
         return;
       case Frontend.Terminate:
@@ -117,11 +137,18 @@ export class MessageDispatcher {
 
   dispatchLargeStart(server: ServerConnection, type: number, total: number, head: Buffer): void {
     if (type === Frontend.Bind) this.bind(server, head, 0, head.length, total);
-    else server.send(head, 0, head.length);
+    else {
+      this.pure = false;
+      server.send(head, 0, head.length);
+    }
   }
 
   private parse(server: ServerConnection, buf: Buffer, start: number, end: number): void {
     const textStart = cstringEnd(buf, start + 5, end);
+    if (this.pure && textStart === start + 6) {
+      const textEnd = cstringEnd(buf, textStart, end);
+      this.unnamedText = textEnd === -1 ? undefined : buf.toString('utf8', textStart, textEnd - 1);
+    }
     if (textStart !== -1) {
       const tenant = this.session.tenant;
       const listen = this.transactionMode && startsWithListen(buf, textStart, end);
@@ -150,7 +177,12 @@ export class MessageDispatcher {
   private bind(server: ServerConnection, buf: Buffer, start: number, end: number, total: number): void {
     const portalEnd = cstringEnd(buf, start + 5, end);
     const nameEnd = portalEnd === -1 ? -1 : cstringEnd(buf, portalEnd, end);
-    const stmt = nameEnd === -1 || nameEnd === portalEnd + 1 || !this.transactionMode ? undefined : this.statements.get(buf.toString('utf8', portalEnd, nameEnd - 1));
+    const unnamed = nameEnd === portalEnd + 1;
+    const stmt = nameEnd === -1 || unnamed || !this.transactionMode ? undefined : this.statements.get(buf.toString('utf8', portalEnd, nameEnd - 1));
+    if (this.pure) {
+      const text = unnamed ? this.unnamedText : stmt === undefined ? undefined : statementText(stmt);
+      this.pure = text !== undefined && this.pureStatement(text, false);
+    }
     if (stmt === undefined) {
       server.pending.push(Request.Bind);
       server.send(buf, start, end);

@@ -47,6 +47,10 @@ export class TransactionRelay {
   private exclusiveShape: ShapeStats | null = null;
   /** Guard, LISTEN refusal and prepared-statement mapping of each message sent. */
   private readonly messages: MessageDispatcher;
+  /** Whether a tenant binding may be left in place after units that cannot have changed it. */
+  private readonly keepBindings: boolean;
+  /** The binding of the exclusive connection's units, kept on it after a unit that stayed pure. */
+  private unitBinding: Buffer | null = null;
   /** Pool the exclusive server connection came from: the client's, or a replica's for a read unit. */
   private unitPool: Pool;
   /** The replica running the current unit (null: the primary). */
@@ -62,9 +66,12 @@ export class TransactionRelay {
     /** Set when fast autocommit units may be pipelined on shared connections (transaction mode only). */
     private readonly classifier: UnitClassifier | null,
     private readonly shareBelowMs: number,
+    /** Tells which statements cannot change session state, so a tenant binding may outlive a unit (null: never). */
+    purity: UnitClassifier | null,
   ) {
     this.unitPool = pool;
-    this.messages = new MessageDispatcher(session, transactionMode, statementLimit);
+    this.keepBindings = purity !== null;
+    this.messages = new MessageDispatcher(session, transactionMode, statementLimit, purity);
   }
 
   /** Session mode: the client holds one server connection for its whole life. */
@@ -328,20 +335,28 @@ export class TransactionRelay {
   /** The client's settings and tenant binding, ahead of its messages. */
   private prepareConnection(conn: ServerConnection): void {
     const sql = settingsDiff(this.session.settings, conn.params);
-    // A connection of its own may run anything: what binding it ends with is unknown.
-    if (!conn.shared) conn.bindingInPlace = null;
+    this.unitBinding = null;
     if (sql !== '') {
       for (const [k, v] of this.session.settings) conn.params.set(k, v);
       conn.pending.push(Request.Sync, SKIP | SIMPLE);
       conn.sendOwned(query(sql));
     }
     const tenant = this.session.tenant;
-    if (tenant === null) return;
+    if (tenant === null) {
+      if (!conn.shared) conn.bindingInPlace = null;
+      return;
+    }
     const apply = tenant.binding.apply;
-    // Shared, with the same binding in place and no setting changed now: nothing to send.
+    // The same binding in place (only statements that cannot change it ran since it was sent) and no
+    // setting changed now: nothing to send. Any other tenant's binding differs, so it is always sent.
     const inPlace = conn.bindingInPlace;
-    const unchanged = conn.shared && sql === '' && inPlace !== null && (inPlace === apply || inPlace.equals(apply));
+    const unchanged = sql === '' && inPlace !== null && (inPlace === apply || inPlace.equals(apply));
     if (conn.shared) conn.bindingInPlace = apply;
+    else {
+      // A connection of its own may run anything: the binding is known again only after a pure unit.
+      conn.bindingInPlace = null;
+      if (this.keepBindings) this.unitBinding = apply;
+    }
     if (!unchanged) this.applyBinding(conn, tenant.binding);
   }
 
@@ -455,6 +470,9 @@ export class TransactionRelay {
   private beginUnit(): void {
     this.unitStart = performance.now();
     this.unitRows = this.session.rowsReceived;
+    this.messages.pure = this.unitBinding !== null;
+    const server = this.session.server;
+    if (server !== null && !server.shared) server.bindingInPlace = null;
   }
 
   private endUnit(): void {
@@ -465,6 +483,9 @@ export class TransactionRelay {
       this.exclusiveShape = null;
     }
     if (this.replica !== null) this.replica.router.set.finished(this.replica.state, ms, false);
+    const server = this.session.server;
+    if (server !== null && this.unitBinding !== null && this.messages.pure) server.bindingInPlace = this.unitBinding;
+    this.messages.pure = false;
     this.countUnit(ms / 1000, this.session.rowsReceived - this.unitRows, this.unitPool.backendName);
   }
 

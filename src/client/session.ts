@@ -325,7 +325,7 @@ export class ClientSession implements FrameHandler, ServerOwner {
     }
     this.pool = pool;
     const p = this.host.config.pool;
-    this.relay = new TransactionRelay(this, pool, p.mode === 'transaction', p.maxPreparedStatements, p.multiplex ? this.host.classifier : null, p.shareBelow);
+    this.relay = new TransactionRelay(this, pool, p.mode === 'transaction', p.maxPreparedStatements, p.multiplex ? this.host.classifier : null, p.shareBelow, this.host.classifier);
     if (pool.serverParams !== null) {
       this.welcome(pool.serverParams);
       return;

@@ -61,8 +61,8 @@ export class Pool {
   }
 
   /** Every server connection, for SHOW SERVERS. */
-  get connections(): { backendPid: number; idle: boolean; prepared: number }[] {
-    return [...this.all].map((c) => ({ backendPid: c.backendPid, idle: this.idle.includes(c), prepared: c.prepared.size }));
+  get connections(): { backendPid: number; idle: boolean; prepared: number; bindingKept: boolean }[] {
+    return [...this.all].map((c) => ({ backendPid: c.backendPid, idle: this.idle.includes(c), prepared: c.prepared.size, bindingKept: c.bindingInPlace !== null }));
   }
 
   /**

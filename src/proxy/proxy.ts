@@ -74,7 +74,7 @@ export class Proxy implements SessionHost {
     const jwtVerifier = config.jwt === undefined ? null : createJwtVerifier(config.jwt);
     const backends = await startBackends(config, log);
     const proxy = new Proxy(config, log, backends, tenancy, jwtVerifier);
-    if (config.pool.multiplex) proxy.classifier = await UnitClassifier.create();
+    if (config.pool.multiplex || config.tenancy !== undefined) proxy.classifier = await UnitClassifier.create();
     if (hasReplicas(config)) proxy.readClassifier = await ReadClassifier.create();
     try {
       if (config.audit !== undefined) proxy.auditLog = await AuditLog.open(config.audit);
@@ -310,7 +310,7 @@ export class Proxy implements SessionHost {
   async reload(config: Config): Promise<void> {
     const tenancy = await Tenancy.create(config);
     const jwtVerifier = config.jwt === undefined ? null : createJwtVerifier(config.jwt);
-    if (config.pool.multiplex) this.classifier ??= await UnitClassifier.create();
+    if (config.pool.multiplex || config.tenancy !== undefined) this.classifier ??= await UnitClassifier.create();
     if (hasReplicas(config)) this.readClassifier ??= await ReadClassifier.create();
     const old = this.config;
     this.config = config;

@@ -1,0 +1,81 @@
+/**
+ * A tenant binding left in place between units: only after units whose every statement the parser
+ * says cannot change session state, only for the same tenant, and never after anything else ran.
+ * One server connection, so every unit runs where the previous one did.
+ */
+import pg from 'pg';
+import pino from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { configSchema } from '../../src/config/schema.js';
+import type { Pool } from '../../src/pool/pool.js';
+import { Proxy } from '../../src/proxy/proxy.js';
+import { APP_ROLE, adminClient } from '../harness/postgres.js';
+import { createTenantLayout, tenantConfigInput, type TenantLayout } from '../harness/tenants.js';
+
+let layout: TenantLayout;
+let proxy: Proxy;
+
+const client = async (tenant: string): Promise<pg.Client> => {
+  const c = new pg.Client({ host: '127.0.0.1', port: proxy.port, user: `${APP_ROLE.user}@${tenant}`, password: APP_ROLE.password, database: APP_ROLE.database });
+  await c.connect();
+  return c;
+};
+const sharedPool = (): Pool => proxy.poolList.find((p) => p.key.includes(layout.shared))!;
+const kept = (): boolean => sharedPool().connections[0]!.bindingKept;
+const tenantsSeen = async (c: pg.Client): Promise<string[]> => [...new Set((await c.query<{ tenant_id: string }>('select tenant_id from items where id >= 1')).rows.map((r) => r.tenant_id))];
+
+beforeAll(async () => {
+  layout = await createTenantLayout();
+  const admin = await adminClient(layout.shared);
+  // What a tenant could reach through any function it may call: the setting changed for the session.
+  await admin.query("create function public.switch_tenant(t text) returns text language sql as $$ select set_config('app.tenant_id', t, false) $$");
+  await admin.end();
+  const input = tenantConfigInput(layout, { pool: { mode: 'transaction', size: 1, queueTimeout: '10s' } });
+  proxy = await Proxy.start(configSchema.parse(input), pino({ level: process.env.PGTENANT_TEST_LOG ?? 'silent' }));
+});
+
+afterAll(async () => {
+  await proxy?.close();
+  await layout?.drop();
+});
+
+describe('binding kept between units', () => {
+  it('is kept after plain reads and writes, and dropped after a statement that could change it', async () => {
+    const r1 = await client('r1');
+    expect(await tenantsSeen(r1)).toEqual(['r1']);
+    expect(kept()).toBe(true);
+    await r1.query('select tenant_id from items where id = $1', [1]);
+    await r1.query({ name: 'upd', text: 'update items set name = name where id = $1', values: [1] });
+    expect(kept()).toBe(true);
+
+    expect((await r1.query("select switch_tenant('r2') as t")).rows[0].t).toBe('r2');
+    expect(kept()).toBe(false);
+    expect(await tenantsSeen(r1)).toEqual(['r1']);
+
+    await r1.query('begin');
+    await r1.query("select switch_tenant('r2')");
+    await r1.query('commit');
+    expect(kept()).toBe(false);
+    expect(await tenantsSeen(r1)).toEqual(['r1']);
+
+    await r1.query("select 1; select switch_tenant('r2')");
+    expect(await tenantsSeen(r1)).toEqual(['r1']);
+    await r1.end();
+  });
+
+  it('another tenant on the same connection always gets its own binding', async () => {
+    const r1 = await client('r1');
+    const r2 = await client('r2');
+    for (let i = 0; i < 5; i++) {
+      expect(await tenantsSeen(r1)).toEqual(['r1']);
+      expect(await tenantsSeen(r2)).toEqual(['r2']);
+    }
+    expect(await tenantsSeen(r1)).toEqual(['r1']);
+    // r2 leaves r1's setting behind, then r1 comes back: r1's binding is not "in place".
+    await r2.query("select switch_tenant('r1')");
+    expect(await tenantsSeen(r2)).toEqual(['r2']);
+    expect(await tenantsSeen(r1)).toEqual(['r1']);
+    await r1.end();
+    await r2.end();
+  });
+});
