@@ -40,7 +40,7 @@ export class TransactionRelay {
   /** Units on a shared (pipelined) connection: the connection, how many are in flight, and when each was sent. */
   private sharedConn: ServerConnection | null = null;
   private sharedUnits = 0;
-  private readonly sharedSent: { at: number; shape: ShapeStats; rows: number }[] = [];
+  private readonly sharedSent: { at: number; shape: ShapeStats; rows: number; inflight: number }[] = [];
   /** A unit that needs a connection of its own waits until the client's shared units are done. */
   private waitingForShared = false;
   /** Shape of the unit running on an exclusive connection, to learn its latency. */
@@ -150,6 +150,7 @@ export class TransactionRelay {
     this.cancelCheckout?.();
     this.cancelCheckout = null;
     this.held = [];
+    for (const _ of this.sharedSent.splice(0)) this.pool.sharedLimit.dropped();
     const server = this.session.server;
     if (server === null) return;
     this.session.server = null;
@@ -185,7 +186,7 @@ export class TransactionRelay {
     const complete = last.kind === 'message' && !this.session.paused;
     const target = complete && router !== null ? this.readTarget(router) : null;
     const shape = complete && target === null && this.classifier !== null ? shareableShape(this.held, this.messages.statements, this.classifier) : null;
-    if (shape !== null && shape.runs > 0 && shape.latencyMs < this.shareBelowMs) {
+    if (shape !== null && shape.runs > 0 && shape.latencyMs < this.shareBelowMs && this.pool.sharedLimit.admits) {
       this.sendShared(shape);
       return;
     }
@@ -219,7 +220,8 @@ export class TransactionRelay {
       this.heldBytes = 0;
       this.sharedUnits++;
       this.session.usageRegistry.sharedUnits++;
-      this.sharedSent.push({ at: performance.now(), shape, rows: this.session.rowsReceived });
+      this.pool.sharedLimit.started();
+      this.sharedSent.push({ at: performance.now(), shape, rows: this.session.rowsReceived, inflight: this.pool.sharedLimit.inflight });
       for (const h of held) this.dispatch(conn, h.type, h.buf, h.start, h.end);
       this.resumeIfPaused();
     };
@@ -254,6 +256,7 @@ export class TransactionRelay {
     const sent = this.sharedSent.shift()!;
     const ms = performance.now() - sent.at;
     this.classifier!.record(sent.shape, ms);
+    this.pool.sharedLimit.finished(ms, sent.inflight);
     this.countUnit(ms / 1000, this.session.rowsReceived - sent.rows, this.pool.backendName);
     if (status !== TxStatus.Idle) {
       // Classification admits no statement that opens a transaction; if one did, nobody may share it.

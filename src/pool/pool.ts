@@ -4,6 +4,7 @@ import { query } from '../protocol/messages.js';
 import { PgError, SqlState } from '../protocol/sqlstate.js';
 import { Request, SIMPLE, SKIP } from './pending.js';
 import { ServerConnection, type ServerEndpoint, type ServerOwner } from './server-connection.js';
+import { Gradient2Limit } from './limit.js';
 
 export interface PoolSettings {
   size: number;
@@ -13,8 +14,6 @@ export interface PoolSettings {
   sharedConnections: number;
 }
 
-/** A shared connection takes on more units while fewer than this many requests are pending. */
-const SHARED_DEPTH = 48;
 
 export type AcquireCallback = (err: PgError | null, conn: ServerConnection | null) => void;
 
@@ -42,6 +41,8 @@ export class Pool {
   serverParams: Map<string, string> | null = null;
   /** How long clients waited for a server connection. */
   readonly queueWait = new Histogram();
+  /** Units pipelined on this pool's shared connections at once: adapts to their measured latency. */
+  readonly sharedLimit = new Gradient2Limit();
   /** No new checkouts (config reload moved this pool's backend, or shutdown). */
   retired = false;
 
@@ -95,14 +96,18 @@ export class Pool {
   }
 
   /**
-   * A connection for a shareable unit: the least loaded shared one, else an idle one made shared,
-   * else (all busy) the least loaded shared one anyway, else a queued wait like acquire().
+   * A connection for a shareable unit (the caller checked sharedLimit.admits): the least loaded
+   * shared one while the shared ones carry less than their share of the limit, else an idle one made
+   * shared (up to pool.sharedConnections), else the least loaded shared one anyway, else a queued
+   * wait like acquire().
    */
   acquireShared(cb: AcquireCallback): () => void {
     let best: ServerConnection | undefined;
     for (const c of this.shared) if (best === undefined || c.pending.length < best.pending.length) best = c;
     const room = this.shared.length < this.settings.sharedConnections;
-    if (best !== undefined && (best.pending.length < SHARED_DEPTH || !room)) {
+    const perConnection = Math.max(1, this.sharedLimit.limit / this.settings.sharedConnections);
+    const crowded = this.sharedLimit.inflight >= perConnection * this.shared.length;
+    if (best !== undefined && (!crowded || !room)) {
       cb(null, best);
       return noop;
     }
