@@ -38,17 +38,6 @@ const HMAC_ALGS: readonly Algorithm[] = ['HS256', 'HS384', 'HS512'];
 /** Longest token we try to verify; a password this long is not a JWT we issue or accept. */
 const MAX_TOKEN_LENGTH = 64 * 1024;
 
-const JWT_SHAPE = /^ey[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
-
-/**
- * Cheap shape test: three base64url segments whose first decodes to something starting with `{`
- * (so begins with "ey"). The signature segment may be empty so that unsigned (`alg: none`) tokens
- * are still routed to verify() and rejected with a precise message rather than taken as a password.
- */
-export function looksLikeJwt(s: string): boolean {
-  return typeof s === 'string' && s.length <= MAX_TOKEN_LENGTH && JWT_SHAPE.test(s);
-}
-
 function fail(message: string): never {
   throw new PgError(SqlState.InvalidPassword, message, 'FATAL');
 }

@@ -15,7 +15,7 @@ import {
   type JWK,
   type JWTPayload,
 } from 'jose';
-import { claimAt, createJwtVerifier, looksLikeJwt, mintToken } from '../../../src/auth/jwt.js';
+import { claimAt, createJwtVerifier, mintToken } from '../../../src/auth/jwt.js';
 import { configSchema, type JwtConfig } from '../../../src/config/schema.js';
 import { PgError } from '../../../src/protocol/sqlstate.js';
 
@@ -384,7 +384,6 @@ describe('createJwtVerifier: signatures and algorithms', () => {
     const verifier = createJwtVerifier(cfg({ secret: SECRET, publicKey: 'rsa.pem', jwks: 'jwks.json' }), dir);
     const payload = b64json({ tenant_id: 'acme', exp: now() + 60 });
     const unsigned = `${b64json({ alg: 'none', typ: 'JWT' })}.${payload}.`;
-    expect(looksLikeJwt(unsigned)).toBe(true);
     await expectAuthError(verifier.verify(unsigned), 'JWT algorithm "none" is not allowed');
     await expectAuthError(verifier.verify(`${b64json({ alg: 'None' })}.${payload}.`), 'algorithm "none"');
     await expectAuthError(verifier.verify(`${b64json({ alg: 'NONE' })}.${payload}.c2ln`), 'algorithm "none"');
@@ -479,7 +478,6 @@ describe('createJwtVerifier: malformed tokens', () => {
   it('rejects a 70 kB token without verifying it', async () => {
     const big = await sign({ tenant_id: 'a', pad: 'x'.repeat(70 * 1024) }, enc(SECRET), 'HS256');
     expect(big.length).toBeGreaterThan(70 * 1024);
-    expect(looksLikeJwt(big)).toBe(false);
     await expectAuthError(verifier().verify(big), 'malformed JWT: longer than 65536 characters');
   });
 });
@@ -584,7 +582,6 @@ describe('mintToken', () => {
     const config = cfg({ secret: SECRET });
     const token = await mintToken(config, { tenant: 'acme', ttlSeconds: 300, subject: 'alice', role: 'app_user', extra: { plan: 'pro' } });
     expect(decodeProtectedHeader(token)).toEqual({ alg: 'HS256', typ: 'JWT' });
-    expect(looksLikeJwt(token)).toBe(true);
     const { tenant, claims } = await createJwtVerifier(config, dir).verify(token);
     expect(tenant).toBe('acme');
     expect(claims).toMatchObject({ tenant_id: 'acme', sub: 'alice', role: 'app_user', plan: 'pro' });
@@ -639,39 +636,3 @@ describe('mintToken', () => {
   });
 });
 
-// ---------------------------------------------------------------------------------------------
-// looksLikeJwt
-// ---------------------------------------------------------------------------------------------
-
-describe('looksLikeJwt', () => {
-  it('is true for real tokens', async () => {
-    expect(looksLikeJwt(await sign({ tenant_id: 'a' }, enc(SECRET), 'HS256'))).toBe(true);
-    expect(looksLikeJwt(await sign({ tenant_id: 'a' }, enc(SECRET), 'HS512'))).toBe(true);
-    expect(looksLikeJwt(await sign({ tenant_id: 'a' }, rsa.privateKey, 'RS256', { kid: 'rsa-1' }))).toBe(true);
-    expect(looksLikeJwt(await sign({ tenant_id: 'a' }, ec.privateKey, 'ES256'))).toBe(true);
-    expect(looksLikeJwt(await sign({ tenant_id: 'a' }, ed.privateKey, 'EdDSA'))).toBe(true);
-    expect(looksLikeJwt(await mintToken(cfg({ secret: SECRET }), { tenant: 'a', ttlSeconds: 60 }))).toBe(true);
-  });
-
-  it('is false for ordinary passwords and near misses', async () => {
-    const token = await sign({ tenant_id: 'a' }, enc(SECRET), 'HS256');
-    for (const s of [
-      '',
-      'hunter2',
-      'correct horse battery staple',
-      'P@ssw0rd!',
-      'my.dotted.password',
-      'a.b.c',
-      'md5' + 'f'.repeat(32),
-      'SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=:wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=',
-      token.split('.').slice(0, 2).join('.'),
-      `${token}.extra`,
-      `${token}\n`,
-      ` ${token}`,
-      token.replace(/^ey/, 'Ey'),
-    ]) {
-      expect(looksLikeJwt(s), JSON.stringify(s)).toBe(false);
-    }
-    expect(looksLikeJwt(undefined as unknown as string)).toBe(false);
-  });
-});
