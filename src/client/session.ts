@@ -10,28 +10,19 @@ import { Outbox } from '../protocol/outbox.js';
 import { PgError, SqlState } from '../protocol/sqlstate.js';
 import type { Pool } from '../pool/pool.js';
 import type { ServerConnection, ServerOwner } from '../pool/server-connection.js';
-import { FORBIDDEN_SETTINGS, canonicalName, isClientParameter, settingsFromStartup } from './params.js';
-import { MAX_STARTUP_PACKET, parseOptions, parseStartupPacket } from './startup.js';
+import { canonicalName, isClientParameter } from './params.js';
+import { MAX_STARTUP_PACKET, parseStartupPacket } from './startup.js';
+import { readLoginRequest } from './login-request.js';
 import { TransactionRelay } from './relay.js';
 import type { JwtVerifier } from '../auth/jwt.js';
-import { TENANT_OPTION } from '../tenancy/resolver.js';
 import type { Tenancy, TenantContext } from '../tenancy/tenancy.js';
 import { NO_TENANT, TenantUsage, type UsageRegistry } from '../stats/usage.js';
 import type { Histogram } from '../stats/histogram.js';
 import type { UnitClassifier } from '../sql/classify.js';
 import type { ReadRouter } from '../routing/router.js';
-import { ADMIN_DATABASE, runAdminCommand, type AdminTarget } from '../admin/console.js';
+import { ADMIN_DATABASE, type AdminTarget } from '../admin/console.js';
+import { ADMIN_PARAMS, AdminConsoleSession } from '../admin/console-session.js';
 import type { AuditKind } from '../audit/log.js';
-
-/** What the admin console reports at login. */
-const ADMIN_PARAMS = new Map([
-  ['server_version', '15.0 (pgtenant admin)'],
-  ['server_encoding', 'UTF8'],
-  ['client_encoding', 'UTF8'],
-  ['DateStyle', 'ISO, MDY'],
-  ['integer_datetimes', 'on'],
-  ['standard_conforming_strings', 'on'],
-]);
 
 /** What a session needs from the proxy around it. */
 export interface SessionHost {
@@ -90,9 +81,8 @@ export class ClientSession implements FrameHandler, ServerOwner {
   rowsReceived = 0;
   /** Where this client's work is counted; replaced at login once the tenant is known. */
   usage = new TenantUsage(NO_TENANT);
-  /** Connected to the admin console instead of a database. */
-  adminConsole = false;
-  private adminQueue: Promise<void> = Promise.resolve();
+  /** The admin console this client talks to instead of a database. */
+  private admin: AdminConsoleSession | null = null;
   /** Counted in the proxy's per-tenant client numbers. */
   admitted = false;
   private clues: { userTenant?: string; optionsTenant?: string; jwtTenant?: string; claims?: Record<string, unknown> } = {};
@@ -114,6 +104,11 @@ export class ClientSession implements FrameHandler, ServerOwner {
     this.socket = socket;
     this.out = new Outbox(socket, () => this.server?.pauseInput());
     this.listen(socket);
+  }
+
+  /** Connected to the admin console instead of a database. */
+  get adminConsole(): boolean {
+    return this.admin !== null;
   }
 
   get log(): Logger {
@@ -200,48 +195,20 @@ export class ClientSession implements FrameHandler, ServerOwner {
 
   private startup(minor: number, params: Map<string, string>, protocolOptions: string[]): void {
     if (minor > 0 || protocolOptions.length > 0) this.out.push(negotiateProtocolVersion(0, protocolOptions));
-    if (params.has('replication') && params.get('replication') !== 'false') {
-      throw new PgError(SqlState.FeatureNotSupported, 'replication connections are not supported through pgtenant', 'FATAL');
-    }
-    const startupUser = params.get('user');
-    if (!startupUser) throw new PgError(SqlState.InvalidAuthorizationSpecification, 'no PostgreSQL user name specified in startup packet', 'FATAL');
-    if (this.host.draining) throw new PgError(SqlState.CannotConnectNow, 'pgtenant is shutting down', 'FATAL');
     const cfg = this.host.config;
-    const tenancy = this.host.tenancy;
-    const split = tenancy === null ? { user: startupUser } : tenancy.splitUser(startupUser, (name) => name in cfg.users);
-    const user = split.user;
-    this.user = user;
-    this.database = params.get('database') || startupUser;
-    const options = parseOptions(params.get('options') ?? '');
-    this.clues = { userTenant: split.tenant, optionsTenant: options.get(TENANT_OPTION) };
-    options.delete(TENANT_OPTION);
-    this.settings = settingsFromStartup(params, options);
-    const protectedNames = tenancy === null ? null : new Set([tenancy.config.setting.toLowerCase(), 'request.jwt.claims', 'search_path']);
-    for (const name of this.settings.keys()) {
-      if (FORBIDDEN_SETTINGS.has(name) || protectedNames?.has(name.toLowerCase())) {
-        throw new PgError(SqlState.InsufficientPrivilege, `setting "${name}" at startup is not allowed through pgtenant`, 'FATAL');
-      }
-    }
-    if (protectedNames !== null && cfg.users[user]?.tenancy !== 'exempt' && this.database !== ADMIN_DATABASE) this.checkGuardableSettings();
+    const request = readLoginRequest(params, cfg, this.host.tenancy, ADMIN_DATABASE);
+    if (this.host.draining) throw new PgError(SqlState.CannotConnectNow, 'pgtenant is shutting down', 'FATAL');
+    this.user = request.user;
+    this.database = request.database;
+    this.clues = { userTenant: request.userTenant, optionsTenant: request.optionsTenant };
+    this.settings = request.settings;
     this.startupSettings = new Map(this.settings);
     this.state = 'authenticating';
     this.framer = new Framer(this, STREAMABLE);
     const address = this.socket.remoteAddress ?? '';
     const loopback = address.startsWith('127.') || address === '::1' || address === '::ffff:127.0.0.1';
-    this.auth = new ClientAuthenticator(user, cfg.users[user], this.tls || loopback, cfg.listen.allowCleartextWithoutTls);
+    this.auth = new ClientAuthenticator(this.user, cfg.users[this.user], this.tls || loopback, cfg.listen.allowCleartextWithoutTls);
     this.authStep(this.auth.start());
-  }
-
-  /** The guard reads statement text as UTF-8 with standard-conforming strings; a tenant session must not change that. */
-  private checkGuardableSettings(): void {
-    const scs = this.settings.get('standard_conforming_strings');
-    if (scs !== undefined && !/^(on|true|yes|1)$/i.test(scs)) {
-      throw new PgError(SqlState.FeatureNotSupported, 'tenant sessions need standard_conforming_strings = on', 'FATAL');
-    }
-    const encoding = this.settings.get('client_encoding');
-    if (encoding !== undefined && !/^(utf-?8|unicode)$/i.test(encoding.replace(/['"]/g, ''))) {
-      throw new PgError(SqlState.FeatureNotSupported, `tenant sessions need client_encoding UTF8 (got "${encoding}")`, 'FATAL');
-    }
   }
 
   private authStep(step: ReturnType<ClientAuthenticator['start']>): void {
@@ -295,7 +262,7 @@ export class ClientSession implements FrameHandler, ServerOwner {
       if (!this.host.config.admin.users.includes(this.user)) {
         throw new PgError(SqlState.InvalidAuthorizationSpecification, `user "${this.user}" may not open the admin console`, 'FATAL', undefined, 'add the user to admin.users');
       }
-      this.adminConsole = true;
+      this.admin = new AdminConsoleSession(this.host.adminTarget, (m) => this.out.push(m), () => this.state === 'closed');
       this.welcome(ADMIN_PARAMS);
       return;
     }
@@ -379,8 +346,9 @@ export class ClientSession implements FrameHandler, ServerOwner {
       this.authStep(this.auth!.next(buf.subarray(start + 5, end)));
       return;
     }
-    if (this.adminConsole && this.state === 'ready') {
-      this.adminMessage(type, buf, start, end);
+    if (this.admin !== null && this.state === 'ready') {
+      if (type === Frontend.Terminate) this.closeQuietly();
+      else this.admin.message(type, buf, start, end);
       return;
     }
     if (this.relay === null || this.state !== 'ready') {
@@ -389,31 +357,6 @@ export class ClientSession implements FrameHandler, ServerOwner {
       return;
     }
     this.relay.message(type, buf, start, end);
-  }
-
-  /** Admin console: simple queries only, answered one after another. */
-  private adminMessage(type: number, buf: Buffer, start: number, end: number): void {
-    if (type === Frontend.Terminate) {
-      this.closeQuietly();
-      return;
-    }
-    if (type === Frontend.Query) {
-      const text = buf.toString('utf8', start + 5, end - 1);
-      this.adminQueue = this.adminQueue.then(async () => {
-        const answer = await runAdminCommand(this.host.adminTarget, text);
-        if (this.state === 'closed') return;
-        for (const m of answer) this.out.push(m);
-        this.out.push(readyForQuery(TxStatus.Idle));
-      });
-      return;
-    }
-    if (type === Frontend.Sync) {
-      this.adminQueue = this.adminQueue.then(() => this.out.push(readyForQuery(TxStatus.Idle)));
-      return;
-    }
-    this.adminQueue = this.adminQueue.then(() =>
-      this.out.push(errorResponse({ severity: 'ERROR', code: SqlState.FeatureNotSupported, message: 'the admin console takes simple queries only (psql, or node-postgres without parameters)' })),
-    );
   }
 
   largeStart(type: number, total: number, head: Buffer): void {
