@@ -15,7 +15,6 @@ export async function provisionEmbedded(server: EmbeddedPostgresServer, config: 
   for (const [name, user] of Object.entries(config.users)) {
     const password = user.password;
     if (password === undefined || password.startsWith('SCRAM-SHA-256$') || name === server.user) continue;
-    if (config.admin.users.includes(name)) continue;
     const roles = await runSql(admin, `SELECT 1 FROM pg_roles WHERE rolname = ${literal(name)}`);
     if (roles.length === 0) {
       await runSql(admin, `CREATE ROLE ${ident(name)} LOGIN PASSWORD ${literal(password)}`);
