@@ -4,6 +4,7 @@ import { PgError, SqlState } from '../protocol/sqlstate.js';
 import type { Config } from '../config/schema.js';
 import type { Pool } from '../pool/pool.js';
 import type { UsageRegistry } from '../stats/usage.js';
+import type { ReplicaSet } from '../routing/replicas.js';
 import { usageReport } from './report.js';
 
 /** The database name that opens the admin console (as `pgbouncer` does for PgBouncer). */
@@ -27,6 +28,7 @@ export interface AdminTarget {
   readonly config: Config;
   readonly usage: UsageRegistry;
   readonly poolList: Pool[];
+  readonly replicaSets: ReplicaSet[];
   readonly blockedStatements: number;
   clients(): ClientInfo[];
   isPaused(tenant: string): boolean;
@@ -102,7 +104,7 @@ export async function runAdminCommand(target: AdminTarget, text: string): Promis
       case '':
         return [msg(Backend.EmptyQueryResponse).done()];
       default:
-        throw new PgError(SqlState.SyntaxError, `unknown admin command "${verb}"`, 'ERROR', undefined, 'SHOW POOLS|CLIENTS|SERVERS|TENANTS|STATS|CONFIG, PAUSE [tenant], RESUME [tenant], RELOAD, KILL tenant');
+        throw new PgError(SqlState.SyntaxError, `unknown admin command "${verb}"`, 'ERROR', undefined, 'SHOW POOLS|CLIENTS|SERVERS|TENANTS|STATS|REPLICAS|CONFIG, PAUSE [tenant], RESUME [tenant], RELOAD, KILL tenant');
     }
   } catch (err) {
     const e = err instanceof PgError ? err : new PgError(SqlState.InternalError, err instanceof Error ? err.message : String(err));
@@ -150,12 +152,20 @@ function show(target: AdminTarget, what: string): Buffer[] {
         'SHOW',
       );
     }
+    case 'REPLICAS':
+      return resultSet(
+        ['backend', 'replica', 'host', 'port', 'up', 'reason', 'lag_bytes', 'latency_ms', 'inflight', 'units', 'failures', 'ejections'],
+        target.replicaSets.flatMap((set) =>
+          set.replicas.map((r) => [set.backend, r.name, r.host, r.port, set.eligible(r), r.ejectedUntil > Date.now() ? `ejected until ${new Date(r.ejectedUntil).toISOString()}` : r.broken ? 'connection failed; waiting for a health check' : r.reason, r.lagBytes, Math.round(r.latencyMs * 1000) / 1000, r.inflight, r.reads, r.failures, r.ejections]),
+        ),
+        'SHOW',
+      );
     case 'CONFIG': {
       const rows: [string, string][] = [];
       flatten(target.config, '', rows);
       return resultSet(['key', 'value'], rows, 'SHOW');
     }
     default:
-      throw new PgError(SqlState.SyntaxError, `SHOW ${what || '?'}: use SHOW POOLS, CLIENTS, SERVERS, TENANTS, STATS or CONFIG`);
+      throw new PgError(SqlState.SyntaxError, `SHOW ${what || '?'}: use SHOW POOLS, CLIENTS, SERVERS, TENANTS, STATS, REPLICAS or CONFIG`);
   }
 }

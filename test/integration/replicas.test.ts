@@ -48,7 +48,6 @@ beforeAll(async () => {
   link = await slowLink(cluster.replicas[1].port, 15);
   const config = configSchema.parse({
     listen: { host: '127.0.0.1', port: 0 },
-    admin: { port: 0 },
     backends: {
       main: {
         host: '127.0.0.1',
@@ -62,6 +61,7 @@ beforeAll(async () => {
       },
     },
     users: { app: { password: 'pw' }, reporter: { password: 'pw', readOnly: true } },
+    admin: { port: 0, users: ['app'] },
     pool: { mode: 'transaction', size: 8 },
   });
   proxy = await Proxy.start(config, pino({ level: process.env.PGTENANT_TEST_LOG ?? 'silent' }));
@@ -109,6 +109,13 @@ describe('read routing', () => {
     await reporter.end();
     expect(await metric('pgtenant_replica_units_total', 'r1')).toBeGreaterThan(0);
     expect(await metric('pgtenant_replica_up', 'r1')).toBe(1);
+
+    const admin = new pg.Client({ host: '127.0.0.1', port: proxy.port, user: 'app', password: 'pw', database: 'pgtenant' });
+    await admin.connect();
+    const shown = (await admin.query('SHOW REPLICAS')).rows as { backend: string; replica: string; up: string; reason: string; units: string }[];
+    await admin.end();
+    expect(shown.map((r) => [r.backend, r.replica, r.up])).toEqual([['main', 'r1', 'true'], ['main', 'r2', 'true']]);
+    expect(Number(shown[0].units)).toBeGreaterThan(0);
   });
 
   it('gives the slower replica fewer reads (P2C over peak-EWMA latency)', async () => {
