@@ -9,7 +9,9 @@
 import { parseArgs } from 'node:util';
 import os from 'node:os';
 import pg from 'pg';
+import { positiveIntegers } from './lib/options.js';
 import { startPgtenant } from './lib/pgtenant.js';
+import { median } from './lib/report.js';
 import { startBenchPostgres } from './lib/postgres.js';
 import { cleanupAll, installExitHandlers, stopping } from './lib/procs.js';
 import { CELLS, runPgbench, type RunResult } from './lib/run-pgbench.js';
@@ -24,24 +26,12 @@ const { values } = parseArgs({
     'scrape-every': { type: 'string', default: '1000' },
   },
 });
-const seconds = Number(values.seconds);
-const runs = Number(values.runs);
-const scale = Number(values.scale);
-const poolSize = Number(values.pool);
-const tenantCount = Number(values.tenants);
-const scrapeEveryMs = Number(values['scrape-every']);
-for (const [k, v] of Object.entries({ seconds, runs, scale, pool: poolSize, tenants: tenantCount, 'scrape-every': scrapeEveryMs })) {
-  if (!Number.isInteger(v) || v <= 0) throw new Error(`--${k} must be a positive integer`);
-}
+const { seconds, runs, scale, pool: poolSize, tenants: tenantCount, 'scrape-every': scrapeEveryMs } = positiveIntegers(values);
 
 const DB = 'bench';
 const USER = 'bench';
 const PASSWORD = 'bench';
 
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length === 0 ? NaN : s.length % 2 === 1 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
 const percentile = (xs: number[], p: number): number => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length === 0 ? NaN : s[Math.max(0, Math.ceil(p * s.length) - 1)]!;

@@ -14,6 +14,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { ensurePgbouncer, startPgbouncer } from './lib/pgbouncer.js';
+import { positiveIntegers } from './lib/options.js';
 import { startPgtenant } from './lib/pgtenant.js';
 import { startBenchPostgres } from './lib/postgres.js';
 import { cleanupAll, installExitHandlers, run, stopping } from './lib/procs.js';
@@ -29,13 +30,7 @@ const { values } = parseArgs({
     only: { type: 'string' },
   },
 });
-const seconds = Number(values.seconds);
-const runs = Number(values.runs);
-const scale = Number(values.scale);
-const poolSize = Number(values.pool);
-for (const [k, v] of Object.entries({ seconds, runs, scale, pool: poolSize })) {
-  if (!Number.isInteger(v) || v <= 0) throw new Error(`--${k} must be a positive integer`);
-}
+const { seconds, runs, scale, pool: poolSize } = positiveIntegers({ seconds: values.seconds, runs: values.runs, scale: values.scale, pool: values.pool });
 const only = values.only?.split(',').map((s) => s.trim()).filter((s) => s !== '');
 const unknownCells = (only ?? []).filter((n) => !CELLS.some((c) => c.name === n));
 if (unknownCells.length > 0) throw new Error(`unknown cell(s) ${unknownCells.join(', ')}; known: ${CELLS.map((c) => c.name).join(', ')}`);

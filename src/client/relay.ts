@@ -384,8 +384,9 @@ export class TransactionRelay {
 
   /** Sends the first `count` held entries (the rest wait for the next checkout). */
   private replayHeld(conn: ServerConnection, count: number): void {
-    const held = this.held.slice(0, count);
-    this.held = this.held.slice(count);
+    const all = this.held;
+    const held = count >= all.length ? all : all.slice(0, count);
+    this.held = held === all ? [] : all.slice(count);
     this.heldBytes = 0;
     for (const h of this.held) this.heldBytes += h.end - h.start;
     for (let i = 0; i < held.length; i++) {

@@ -51,6 +51,19 @@ const replica = z.strictObject({
   port: port.default(5432),
 });
 
+/** Outlier ejection (gRPC A50, failure percentage): over each health interval… */
+const ejection = z.strictObject({
+  /** …a replica with at least this many units… */
+  minRequests: z.number().int().positive().default(10),
+  /** …of which at least this percentage failed (connection lost or refused) is ejected… */
+  failurePercent: z.number().min(1).max(100).default(50),
+  /** …for this long times the number of its ejections so far, capped at maxTime… */
+  baseTime: duration.default(30_000),
+  maxTime: duration.default(300_000),
+  /** …unless that would eject more than this percentage of the replicas (one may always be ejected). */
+  maxPercent: z.number().min(0).max(100).default(50),
+});
+
 /** How read-only units are spread over a backend's replicas (transaction mode). */
 const readRouting = z.strictObject({
   /** How often each replica is checked (connect, pg_is_in_recovery, replay position). */
@@ -59,18 +72,7 @@ const readRouting = z.strictObject({
   maxLagBytes: z.number().int().nonnegative().default(16 * 1024 * 1024),
   /** Skip a replica behind the primary whose last replayed transaction is older than this. */
   maxLagTime: duration.default(30_000),
-  /** Outlier ejection (gRPC A50, failure percentage): over each health interval… */
-  ejection: z.strictObject({
-    /** …a replica with at least this many units… */
-    minRequests: z.number().int().positive().default(10),
-    /** …of which at least this percentage failed (connection lost or refused) is ejected… */
-    failurePercent: z.number().min(1).max(100).default(50),
-    /** …for this long times the number of its ejections so far, capped at maxTime… */
-    baseTime: duration.default(30_000),
-    maxTime: duration.default(300_000),
-    /** …unless that would eject more than this percentage of the replicas (one may always be ejected). */
-    maxPercent: z.number().min(0).max(100).default(50),
-  }).default({ minRequests: 10, failurePercent: 50, baseTime: 30_000, maxTime: 300_000, maxPercent: 50 }),
+  ejection: ejection.default(ejection.parse({})),
 });
 
 const remoteBackend = z.strictObject({
@@ -260,7 +262,7 @@ export const configSchema = z.strictObject({
   }
   for (const [name, b] of Object.entries(cfg.backends)) {
     if (isEmbedded(b)) continue;
-    const names = b.replicas.map((r) => r.name ?? `${r.host}:${r.port}`);
+    const names = b.replicas.map(replicaName);
     const twice = names.find((n, i) => names.indexOf(n) !== i);
     if (twice !== undefined) ctx.addIssue({ code: 'custom', path: ['backends', name, 'replicas'], message: `replica "${twice}" is listed twice; give each replica its own name` });
   }
@@ -282,6 +284,11 @@ export type TenancyConfig = z.output<typeof tenancy>;
 export type TenantEntry = z.output<typeof tenantEntry>;
 export type PlacementKind = z.output<typeof placementKind>;
 export type TenantLimits = z.output<typeof limits>;
+
+/** A replica's label in metrics and logs: its name, else host:port. */
+export function replicaName(r: ReplicaConfig): string {
+  return r.name ?? `${r.host}:${r.port}`;
+}
 
 export function isEmbedded(b: BackendConfig): b is EmbeddedBackendConfig {
   return 'embedded' in b;

@@ -14,7 +14,6 @@ export interface PoolSettings {
   sharedConnections: number;
 }
 
-
 export type AcquireCallback = (err: PgError | null, conn: ServerConnection | null) => void;
 
 interface Waiter {

@@ -3,12 +3,13 @@
  * SELECTs that cannot write (no INTO, no FOR UPDATE/SHARE, no data-modifying WITH, no function
  * known to write or to need the primary), SHOW, and transactions opened READ ONLY.
  */
-import { loadModule, parseSync } from 'libpg-query';
+import { parseSync } from 'libpg-query';
 import { LRUCache } from 'lru-cache';
 import { Frontend } from '../protocol/codes.js';
 import { cstringEnd } from '../protocol/read.js';
 import { statementText, type PreparedStatement } from '../pool/prepared.js';
 import { isNode, lastName, type Node } from '../sql/ast.js';
+import { loadParser } from '../sql/parser.js';
 import type { Held } from '../client/units.js';
 
 /**
@@ -39,14 +40,11 @@ const MAX_TEXT = 16_384;
  */
 export type ReadKind = 'read' | 'read-unit' | 'primary';
 
-let loaded: Promise<void> | undefined;
-
 export class ReadClassifier {
   private readonly verdicts = new LRUCache<string, ReadKind>({ max: 10_000 });
 
   static async create(): Promise<ReadClassifier> {
-    loaded ??= loadModule();
-    await loaded;
+    await loadParser();
     return new ReadClassifier();
   }
 

@@ -4,7 +4,7 @@
  * not behind beyond the configured lag, and are not ejected as outliers (gRPC A50, failure
  * percentage). Pure bookkeeping: the health checker and the relay feed it, nothing here does I/O.
  */
-import type { ReadRoutingConfig, ReplicaConfig } from '../config/schema.js';
+import { replicaName, type ReadRoutingConfig, type ReplicaConfig } from '../config/schema.js';
 
 /** Decay time of the latency average (isolation.md §D: τ = 10 s). */
 const TAU_MS = 10_000;
@@ -46,7 +46,7 @@ export class ReplicaSet {
     private readonly random: () => number = Math.random,
   ) {
     this.replicas = replicas.map((r) => ({
-      name: r.name ?? `${r.host}:${r.port}`,
+      name: replicaName(r),
       host: r.host,
       port: r.port,
       healthy: true,

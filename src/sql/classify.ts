@@ -3,9 +3,10 @@
  * complete autocommit units that cannot change or read session state (design.md §6). Decided with
  * the real parser, cached per statement shape, together with the shape's measured latency.
  */
-import { loadModule, parseSync } from 'libpg-query';
+import { parseSync } from 'libpg-query';
 import { LRUCache } from 'lru-cache';
 import { isNode, lastName, type Node } from './ast.js';
+import { loadParser } from './parser.js';
 
 /** Statement kinds that are complete units by themselves (no BEGIN, no SET, no utility). */
 const UNIT_STATEMENTS = new Set(['SelectStmt', 'InsertStmt', 'UpdateStmt', 'DeleteStmt']);
@@ -26,14 +27,11 @@ export interface ShapeStats {
   runs: number;
 }
 
-let loaded: Promise<void> | undefined;
-
 export class UnitClassifier {
   private readonly shapes = new LRUCache<string, ShapeStats>({ max: 10_000 });
 
   static async create(): Promise<UnitClassifier> {
-    loaded ??= loadModule();
-    await loaded;
+    await loadParser();
     return new UnitClassifier();
   }
 

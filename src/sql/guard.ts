@@ -12,7 +12,8 @@
  *   3. libpg-query parse and tree walk (inspect.ts), fail closed on errors.
  */
 import { createHash } from 'node:crypto';
-import { fingerprintSync, loadModule } from 'libpg-query';
+import { fingerprintSync } from 'libpg-query';
+import { loadParser } from './parser.js';
 import { LRUCache } from 'lru-cache';
 import { Inspector } from './inspect.js';
 import { SettingPolicy, type GuardOptions } from './policy.js';
@@ -46,17 +47,6 @@ const ENTRY_OVERHEAD = 64;
 
 const ALLOWED = Object.freeze({ allowed: true as const });
 type Verdict = BlockedStatement | typeof ALLOWED;
-
-let parserLoaded: Promise<void> | undefined;
-
-/** Loads the WASM parser once per process, shared by all guards. */
-function loadParser(): Promise<void> {
-  parserLoaded ??= loadModule().catch((err: unknown) => {
-    parserLoaded = undefined; // let a later create() retry
-    throw err;
-  });
-  return parserLoaded;
-}
 
 export class StatementGuard {
   private readonly policy: SettingPolicy;
