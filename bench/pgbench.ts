@@ -1,6 +1,7 @@
 /**
  * pgbench matrix through PgBouncer and pgtenant vs direct Postgres, same run, same server (issue 4).
  *   npm run bench -- [--seconds 10] [--runs 3] [--scale 10] [--pool 20] [--only S-c32,prepared-c16]
+ *                    [--targets direct,pgbouncer,pgtenant-mux]
  * Cells: -S at c=1/8/32/128, -S -M extended and -S -M prepared at c=16, tpcb-like at c=16, -S -C at c=8.
  * Targets: direct; pgbouncer (transaction mode, default_pool_size = --pool; installed with apt-get when
  * missing); pgtenant (row-placement tenant bench@t1, binding and guard on); pgtenant-mux (the same with
@@ -28,6 +29,7 @@ const { values } = parseArgs({
     scale: { type: 'string', default: '10' },
     pool: { type: 'string', default: '20' },
     only: { type: 'string' },
+    targets: { type: 'string' },
   },
 });
 const { seconds, runs, scale, pool: poolSize } = positiveIntegers({ seconds: values.seconds, runs: values.runs, scale: values.scale, pool: values.pool });
@@ -35,6 +37,10 @@ const only = values.only?.split(',').map((s) => s.trim()).filter((s) => s !== ''
 const unknownCells = (only ?? []).filter((n) => !CELLS.some((c) => c.name === n));
 if (unknownCells.length > 0) throw new Error(`unknown cell(s) ${unknownCells.join(', ')}; known: ${CELLS.map((c) => c.name).join(', ')}`);
 const cells = only ? CELLS.filter((c) => only.includes(c.name)) : CELLS;
+const TARGET_NAMES = ['direct', 'pgbouncer', 'pgtenant', 'pgtenant-mux', 'pgtenant-plain'];
+const wanted = values.targets?.split(',').map((s) => s.trim()).filter((s) => s !== '') ?? TARGET_NAMES;
+const unknownTargets = wanted.filter((n) => !TARGET_NAMES.includes(n));
+if (unknownTargets.length > 0) throw new Error(`unknown target(s) ${unknownTargets.join(', ')}; known: ${TARGET_NAMES.join(', ')}`);
 
 const DB = 'bench';
 const USER = 'bench';
@@ -63,18 +69,26 @@ async function main(): Promise<void> {
   if ('unavailable' in bouncerBin) console.log(`${bouncerNote}; continuing without it`);
 
   const server = await startBenchPostgres({ scale, user: USER, password: PASSWORD, database: DB });
-  const targets: Target[] = [{ name: 'direct', port: server.port, user: USER }];
+  const targets: Target[] = [];
+  if (wanted.includes('direct')) targets.push({ name: 'direct', port: server.port, user: USER });
   let bouncerConfig: string | undefined;
-  if (!('unavailable' in bouncerBin)) {
+  if (!('unavailable' in bouncerBin) && wanted.includes('pgbouncer')) {
     const b = await startPgbouncer({ bin: bouncerBin.bin, backendPort: server.port, database: DB, user: USER, password: PASSWORD, poolSize });
     bouncerConfig = b.config;
-    targets.push({ name: 'pgbouncer', port: b.port, user: USER });
+    targets.push({ name: 'pgbouncer', port: b.port, pid: b.pid, user: USER });
   }
   const common = { backendPort: server.port, database: DB, user: USER, password: PASSWORD, poolSize };
-  const tenant = await startPgtenant({ ...common, name: 'pgtenant', tenancy: { guard: true } });
-  const plain = await startPgtenant({ ...common, name: 'pgtenant-plain' });
-  const mux = await startPgtenant({ ...common, name: 'pgtenant-mux', tenancy: { guard: true }, multiplex: true });
-  targets.push({ name: 'pgtenant', port: tenant.port, user: `${USER}@t1` }, { name: 'pgtenant-mux', port: mux.port, user: `${USER}@t1` }, { name: 'pgtenant-plain', port: plain.port, user: USER });
+  const pgtenantConfigs: Record<string, unknown> = {};
+  const pgtenants = [
+    { name: 'pgtenant', user: `${USER}@t1`, tenancy: { guard: true } },
+    { name: 'pgtenant-mux', user: `${USER}@t1`, tenancy: { guard: true }, multiplex: true },
+    { name: 'pgtenant-plain', user: USER },
+  ];
+  for (const { user, ...o } of pgtenants.filter((p) => wanted.includes(p.name))) {
+    const proc = await startPgtenant({ ...common, ...o });
+    pgtenantConfigs[o.name] = proc.config;
+    targets.push({ name: o.name, port: proc.port, pid: proc.pid, user });
+  }
 
   const opts = { seconds, database: DB, password: PASSWORD };
   console.log(`warm-up: 2 s of -S -c 8 per target (${targets.map((t) => t.name).join(', ')})`);
@@ -129,7 +143,7 @@ async function main(): Promise<void> {
     machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, node: process.version },
     versions: { postgres: server.version, pgbench: (await run(path.join('/usr/lib/postgresql/15/bin', 'pgbench'), ['--version'])).out.trim(), pgbouncer: bouncerNote, pgtenant: pgtenantVersion },
     targets: targets.map((t) => ({ name: t.name, user: t.user })),
-    pgtenantConfig: { tenant: tenant.config, plain: plain.config },
+    pgtenantConfigs,
     pgbouncerConfig: bouncerConfig,
     cells,
   };

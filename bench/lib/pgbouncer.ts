@@ -70,6 +70,8 @@ export interface PgbouncerOptions {
 
 export interface RunningPgbouncer {
   port: number;
+  /** Process id (for CPU accounting). */
+  pid: number | undefined;
   config: string;
   stop(): Promise<void>;
 }
@@ -113,5 +115,5 @@ export async function startPgbouncer(o: PgbouncerOptions): Promise<RunningPgboun
     await stopChild(child);
     throw new Error(`${(err as Error).message}\n${tail()}`);
   }
-  return { port, config, stop: () => stopChild(child) };
+  return { port, pid: child.pid, config, stop: () => stopChild(child) };
 }

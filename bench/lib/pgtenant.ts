@@ -25,6 +25,8 @@ export interface PgtenantOptions {
 
 export interface RunningPgtenant {
   port: number;
+  /** Process id (for CPU accounting). */
+  pid: number | undefined;
   /** Set when `admin` was asked for. */
   adminPort?: number;
   config: Record<string, unknown>;
@@ -64,5 +66,5 @@ export async function startPgtenant(o: PgtenantOptions): Promise<RunningPgtenant
     throw new Error(`${(err as Error).message}\n${tail()}`);
   }
   if (adminPort !== undefined) await waitForPort(adminPort, `pgtenant admin (${o.name})`, child);
-  return { port, ...(adminPort !== undefined && { adminPort }), config, stop: () => stopChild(child) };
+  return { port, pid: child.pid, ...(adminPort !== undefined && { adminPort }), config, stop: () => stopChild(child) };
 }

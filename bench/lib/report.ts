@@ -16,6 +16,10 @@ export interface Summary {
   meanMs: number;
   p99Ms: number;
   connMs?: number;
+  /** Machine-wide busy CPU per transaction, µs (median). */
+  cpuUsPerTx?: number;
+  /** The proxy process's CPU per transaction, µs (median). */
+  proxyUsPerTx?: number;
   failed: number;
   aborted: number;
   /** Runs where pgbench exited non-zero (its TPS then covers only the time until the abort). */
@@ -44,7 +48,10 @@ export function summarize(samples: Sample[], cells: string[], targets: string[])
     for (const target of targets) {
       const rs = samples.filter((s) => s.cell === cell && s.target === target).map((s) => s.result);
       if (rs.length === 0) continue;
-      const conn = rs.map((r) => r.connMs).filter((x): x is number => x !== undefined);
+      const known = (xs: (number | undefined)[]): number[] => xs.filter((x): x is number => x !== undefined);
+      const conn = known(rs.map((r) => r.connMs));
+      const cpu = known(rs.map((r) => r.cpuUsPerTx));
+      const proxyCpu = known(rs.map((r) => r.proxyUsPerTx));
       row.push({
         cell,
         target,
@@ -53,6 +60,8 @@ export function summarize(samples: Sample[], cells: string[], targets: string[])
         meanMs: median(rs.map((r) => r.meanMs)),
         p99Ms: median(rs.map((r) => r.p99Ms)),
         ...(conn.length > 0 && { connMs: median(conn) }),
+        ...(cpu.length > 0 && { cpuUsPerTx: median(cpu) }),
+        ...(proxyCpu.length > 0 && { proxyUsPerTx: median(proxyCpu) }),
         failed: rs.reduce((a, r) => a + Math.max(0, r.failed), 0),
         aborted: rs.reduce((a, r) => a + r.aborted, 0),
         abortedRuns: rs.filter((r) => r.runAborted).length,
@@ -80,8 +89,8 @@ const fmt = (x: number | undefined, digits: number): string => (x === undefined 
 
 export function markdownTable(rows: Summary[]): string {
   const lines = [
-    '| cell | target | median TPS | mean ms | p99 ms | × direct | × pgbouncer | notes |',
-    '|---|---|--:|--:|--:|--:|--:|---|',
+    '| cell | target | median TPS | mean ms | p99 ms | × direct | × pgbouncer | CPU µs/tx | proxy µs/tx | notes |',
+    '|---|---|--:|--:|--:|--:|--:|--:|--:|---|',
   ];
   for (const r of rows) {
     const notes: string[] = [];
@@ -90,7 +99,7 @@ export function markdownTable(rows: Summary[]): string {
     if (r.aborted > 0) notes.push(`${r.aborted} clients aborted`);
     if (r.failed > 0) notes.push(`${r.failed} failed txns`);
     if (r.errors.length > 0 && (broken(r) || r.failed > 0)) notes.push(`\`${r.errors[0]!.replace(/\|/g, '\\|').slice(0, 120)}\``);
-    lines.push(`| ${r.cell} | ${r.target} | ${broken(r) ? 'FAILED' : fmt(r.tps, 0)} | ${broken(r) ? '—' : fmt(r.meanMs, 3)} | ${broken(r) ? '—' : fmt(r.p99Ms, 3)} | ${fmt(r.vsDirect, 2)} | ${fmt(r.vsPgbouncer, 2)} | ${notes.join('; ')} |`);
+    lines.push(`| ${r.cell} | ${r.target} | ${broken(r) ? 'FAILED' : fmt(r.tps, 0)} | ${broken(r) ? '—' : fmt(r.meanMs, 3)} | ${broken(r) ? '—' : fmt(r.p99Ms, 3)} | ${fmt(r.vsDirect, 2)} | ${fmt(r.vsPgbouncer, 2)} | ${fmt(r.cpuUsPerTx, 0)} | ${fmt(r.proxyUsPerTx, 0)} | ${notes.join('; ')} |`);
   }
   return lines.join('\n');
 }

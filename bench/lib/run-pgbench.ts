@@ -7,6 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { PGBIN } from './postgres.js';
 import { run } from './procs.js';
+import { machineBusyUs, processCpuUs } from './cpu.js';
 
 export interface Cell {
   name: string;
@@ -40,6 +41,10 @@ export interface RunResult {
   aborted: number;
   /** pgbench exited non-zero ("Run was aborted; the above results are incomplete"): its TPS covers only the time until then. */
   runAborted: boolean;
+  /** Machine-wide busy CPU (pgbench, Postgres and the proxy together, steal excluded) per completed transaction, µs. */
+  cpuUsPerTx?: number;
+  /** The proxy process's own CPU per completed transaction, µs. */
+  proxyUsPerTx?: number;
   /** -C: pgbench's "average connection time". */
   connMs?: number;
   exitCode: number | null;
@@ -52,6 +57,8 @@ export interface RunResult {
 export interface RunTarget {
   port: number;
   user: string;
+  /** The proxy's process id, to measure its CPU time (none for direct Postgres). */
+  pid?: number;
 }
 
 export async function runPgbench(cell: Cell, target: RunTarget, o: { seconds: number; database: string; password: string }): Promise<RunResult> {
@@ -66,19 +73,29 @@ export async function runPgbench(cell: Cell, target: RunTarget, o: { seconds: nu
       '-l', '--log-prefix', path.join(logDir, 'tx'),
       '-h', '127.0.0.1', '-p', String(target.port), '-U', target.user, o.database,
     ];
+    const machineBefore = machineBusyUs();
+    const proxyBefore = processCpuUs(target.pid);
     const res = await run(path.join(PGBIN, 'pgbench'), args, { env: { ...process.env, PGPASSWORD: o.password }, cwd: logDir });
+    const machineAfter = machineBusyUs();
+    const proxyAfter = processCpuUs(target.pid);
     const out = res.out;
     const num = (re: RegExp, dflt: number): number => {
       const m = re.exec(out);
       return m ? Number(m[1]) : dflt;
     };
     const { count, meanMs, p99Ms } = latencies(logDir);
+    const perTx = (before: number | undefined, after: number | undefined): number | undefined =>
+      before === undefined || after === undefined || count === 0 ? undefined : (after - before) / count;
+    const cpuUsPerTx = perTx(machineBefore, machineAfter);
+    const proxyUsPerTx = perTx(proxyBefore, proxyAfter);
     const error = out.split('\n').find((l) => /error|aborted|FATAL/i.test(l) && !/number of failed/.test(l));
     return {
       tps: num(/^tps = ([\d.]+) /m, 0),
       txns: count,
       meanMs,
       p99Ms,
+      ...(cpuUsPerTx !== undefined && { cpuUsPerTx }),
+      ...(proxyUsPerTx !== undefined && { proxyUsPerTx }),
       failed: num(/number of failed transactions: (\d+)/, -1),
       aborted: out.split('\n').filter((l) => /client \d+ aborted/.test(l)).length,
       ...(/average connection time/.test(out) && { connMs: num(/average connection time = ([\d.]+) ms/, NaN) }),

@@ -254,8 +254,12 @@ export class TransactionRelay {
     const conn = this.sharedConn!;
     this.sharedUnits--;
     const sent = this.sharedSent.shift()!;
-    const ms = performance.now() - sent.at;
-    this.classifier!.record(sent.shape, ms);
+    const now = performance.now();
+    const ms = now - sent.at;
+    // Whether a statement is fast is judged by its own time on the server, not by the wait behind
+    // the units pipelined before it: that wait is the limit's signal, not the statement's.
+    this.classifier!.record(sent.shape, now - Math.max(sent.at, conn.lastAnsweredAt));
+    conn.lastAnsweredAt = now;
     this.pool.sharedLimit.finished(ms, sent.inflight);
     this.countUnit(ms / 1000, this.session.rowsReceived - sent.rows, this.pool.backendName);
     if (status !== TxStatus.Idle) {

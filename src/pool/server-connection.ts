@@ -68,13 +68,24 @@ export class ServerConnection implements FrameHandler {
   txStatus: number = TxStatus.Idle;
   owner: ServerOwner | null = null;
   /** Several clients' units are pipelined here: each response goes to the owner of its request. */
-  shared = false;
+  get shared(): boolean {
+    return this.out.perTurn;
+  }
+
+  set shared(on: boolean) {
+    this.out.perTurn = on;
+  }
   /**
    * The tenant binding in effect here, known while only shared units (statements that cannot change
    * session state) ran since it was sent, also across a release: a shared unit with the same binding
    * needs none of its own. null after any exclusive use.
    */
   bindingInPlace: Buffer | null = null;
+  /**
+   * When the last pipelined unit here was answered (performance.now()): the server starts on a
+   * unit when it is done with the one before, so a unit's own cost is counted from then.
+   */
+  lastAnsweredAt = 0;
   /** Owner of the large message in flight. */
   private largeOwner: ServerOwner | null = null;
   lastUsed = Date.now();

@@ -11,6 +11,12 @@ export class Outbox {
   private lastEnd = 0;
   private scheduled = false;
   private readonly flushNow = (): void => this.flush();
+  /**
+   * Flush once per event-loop turn (setImmediate) instead of after the current callback: bytes
+   * queued while handling every socket that was readable in this turn go out in one write. For a
+   * connection many clients pipeline on; a client's own connection keeps the lower latency.
+   */
+  perTurn = false;
 
   constructor(
     private socket: Socket,
@@ -71,7 +77,8 @@ export class Outbox {
   private schedule(): void {
     if (this.scheduled) return;
     this.scheduled = true;
-    queueMicrotask(this.flushNow);
+    if (this.perTurn) setImmediate(this.flushNow);
+    else queueMicrotask(this.flushNow);
   }
 
   /** After a TLS upgrade the same session writes to the new socket. */
