@@ -5,6 +5,7 @@ import type { Config } from '../config/schema.js';
 import type { Pool } from '../pool/pool.js';
 import type { UsageRegistry } from '../stats/usage.js';
 import type { ReplicaSet } from '../routing/replicas.js';
+import type { UnitClassifier } from '../sql/classify.js';
 import { usageReport } from './report.js';
 
 /** The database name that opens the admin console (as `pgbouncer` does for PgBouncer). */
@@ -30,6 +31,8 @@ export interface AdminTarget {
   readonly poolList: Pool[];
   readonly replicaSets: ReplicaSet[];
   readonly blockedStatements: number;
+  /** Per statement shape latency, measured when pool.multiplex is on (null: nothing measures it). */
+  readonly classifier: UnitClassifier | null;
   clients(): ClientInfo[];
   isPaused(tenant: string): boolean;
   pause(tenant: string | undefined): Promise<void>;
@@ -39,6 +42,9 @@ export interface AdminTarget {
 }
 
 type Cell = string | number | boolean | null;
+
+/** SHOW STATEMENTS lists the most run shapes only. */
+const STATEMENT_ROWS = 100;
 
 /** RowDescription + DataRows + CommandComplete for a result of text columns. */
 function resultSet(columns: string[], rows: Cell[][], tag: string): Buffer[] {
@@ -104,7 +110,7 @@ export async function runAdminCommand(target: AdminTarget, text: string): Promis
       case '':
         return [msg(Backend.EmptyQueryResponse).done()];
       default:
-        throw new PgError(SqlState.SyntaxError, `unknown admin command "${verb}"`, 'ERROR', undefined, 'SHOW POOLS|CLIENTS|SERVERS|TENANTS|STATS|REPLICAS|CONFIG, PAUSE [tenant], RESUME [tenant], RELOAD, KILL tenant');
+        throw new PgError(SqlState.SyntaxError, `unknown admin command "${verb}"`, 'ERROR', undefined, 'SHOW POOLS|CLIENTS|SERVERS|TENANTS|STATS|REPLICAS|STATEMENTS|CONFIG, PAUSE [tenant], RESUME [tenant], RELOAD, KILL tenant');
     }
   } catch (err) {
     const e = err instanceof PgError ? err : new PgError(SqlState.InternalError, err instanceof Error ? err.message : String(err));
@@ -160,12 +166,20 @@ function show(target: AdminTarget, what: string): Buffer[] {
         ),
         'SHOW',
       );
+    case 'STATEMENTS': {
+      const ms = (x: number): number => Math.round(x * 1000) / 1000;
+      return resultSet(
+        ['statement', 'shareable', 'runs', 'latency_ms', 'p50_ms', 'p99_ms'],
+        (target.classifier?.report(STATEMENT_ROWS) ?? []).map((r) => [r.shape.slice(0, 200), r.shareable, r.runs, ms(r.latencyMs), ms(r.p50Ms), ms(r.p99Ms)]),
+        'SHOW',
+      );
+    }
     case 'CONFIG': {
       const rows: [string, string][] = [];
       flatten(target.config, '', rows);
       return resultSet(['key', 'value'], rows, 'SHOW');
     }
     default:
-      throw new PgError(SqlState.SyntaxError, `SHOW ${what || '?'}: use SHOW POOLS, CLIENTS, SERVERS, TENANTS, STATS, REPLICAS or CONFIG`);
+      throw new PgError(SqlState.SyntaxError, `SHOW ${what || '?'}: use SHOW POOLS, CLIENTS, SERVERS, TENANTS, STATS, REPLICAS, STATEMENTS or CONFIG`);
   }
 }

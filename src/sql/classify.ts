@@ -7,6 +7,7 @@ import { parseSync } from 'libpg-query';
 import { LRUCache } from 'lru-cache';
 import { isNode, lastName, type Node } from './ast.js';
 import { loadParser } from './parser.js';
+import { Histogram } from '../stats/histogram.js';
 
 /** Statement kinds that are complete units by themselves (no BEGIN, no SET, no utility). */
 const UNIT_STATEMENTS = new Set(['SelectStmt', 'InsertStmt', 'UpdateStmt', 'DeleteStmt']);
@@ -25,6 +26,18 @@ export interface ShapeStats {
   /** Peak-sensitive moving average of the unit's latency (ms); NaN before the first run. */
   latencyMs: number;
   runs: number;
+  /** Every measured run (seconds); made at the first one. */
+  latency: Histogram | null;
+}
+
+/** One statement shape as SHOW STATEMENTS lists it. */
+export interface ShapeReport {
+  shape: string;
+  shareable: boolean;
+  runs: number;
+  latencyMs: number;
+  p50Ms: number;
+  p99Ms: number;
 }
 
 export class UnitClassifier {
@@ -49,7 +62,7 @@ export class UnitClassifier {
   stats(shape: string, sql: string): ShapeStats {
     let s = this.shapes.get(shape);
     if (s === undefined) {
-      s = { shareable: classify(sql), latencyMs: Number.NaN, runs: 0 };
+      s = { shareable: classify(sql), latencyMs: Number.NaN, runs: 0, latency: null };
       this.shapes.set(shape, s);
     }
     return s;
@@ -59,6 +72,17 @@ export class UnitClassifier {
   record(stats: ShapeStats, ms: number): void {
     stats.runs++;
     stats.latencyMs = Number.isNaN(stats.latencyMs) || ms > stats.latencyMs ? ms : stats.latencyMs * 0.9 + ms * 0.1;
+    (stats.latency ??= new Histogram()).observe(ms / 1000);
+  }
+
+  /** The `limit` most run shapes that have been measured, most run first. */
+  report(limit: number): ShapeReport[] {
+    const out: ShapeReport[] = [];
+    for (const [shape, s] of this.shapes.entries()) {
+      if (s.latency === null) continue;
+      out.push({ shape, shareable: s.shareable, runs: s.runs, latencyMs: s.latencyMs, p50Ms: s.latency.quantile(0.5) * 1000, p99Ms: s.latency.quantile(0.99) * 1000 });
+    }
+    return out.sort((a, b) => b.runs - a.runs).slice(0, limit);
   }
 }
 
