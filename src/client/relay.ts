@@ -249,6 +249,10 @@ export class TransactionRelay {
     }
   }
 
+  get sharedServer(): { conn: ServerConnection; pool: Pool } | null {
+    return this.sharedConn === null ? null : { conn: this.sharedConn, pool: this.pool };
+  }
+
   /** The client's unit on the shared connection is answered. */
   private sharedUnitDone(status: number): void {
     const conn = this.sharedConn!;

@@ -187,6 +187,11 @@ export class ClientSession implements FrameHandler, ServerOwner {
     return this.socket.remoteAddress ?? '';
   }
 
+  /** The shared connection this client's units are pipelined on now, and its pool; null when none. */
+  get sharedServer(): { conn: ServerConnection; pool: Pool } | null {
+    return this.relay?.sharedServer ?? null;
+  }
+
   /** SNI name the client sent in its TLS handshake, if any. */
   get serverName(): string | undefined {
     const name = (this.socket as tls.TLSSocket).servername;

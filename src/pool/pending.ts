@@ -65,6 +65,23 @@ export class PendingRequests {
     return this.count === 0 ? undefined : this.owners[this.head];
   }
 
+  /**
+   * Where `owner`'s entries stand among the others': 'none' pending, 'alone' (every entry is its),
+   * 'others-ahead' (only entries before its first are someone else's), 'others-behind'.
+   */
+  standing(owner: unknown): 'none' | 'alone' | 'others-ahead' | 'others-behind' {
+    const mask = this.flags.length - 1;
+    let seenOwn = false;
+    let others = false;
+    for (let k = 0; k < this.count; k++) {
+      const own = this.owners[(this.head + k) & mask] === owner;
+      if (own) seenOwn = true;
+      else if (seenOwn) return 'others-behind';
+      else others = true;
+    }
+    return !seenOwn ? 'none' : others ? 'others-ahead' : 'alone';
+  }
+
   /** Every owner with an entry still pending, once each. */
   pendingOwners(): unknown[] {
     const seen = new Set<unknown>();

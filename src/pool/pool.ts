@@ -102,10 +102,15 @@ export class Pool {
    */
   acquireShared(cb: AcquireCallback): () => void {
     let best: ServerConnection | undefined;
-    for (const c of this.shared) if (best === undefined || c.pending.length < best.pending.length) best = c;
+    let usable = 0;
+    for (const c of this.shared) {
+      if (c.cancelling) continue;
+      usable++;
+      if (best === undefined || c.pending.length < best.pending.length) best = c;
+    }
     const room = this.shared.length < this.settings.sharedConnections;
     const perConnection = Math.max(1, this.sharedLimit.limit / this.settings.sharedConnections);
-    const crowded = this.sharedLimit.inflight >= perConnection * this.shared.length;
+    const crowded = this.sharedLimit.inflight >= perConnection * usable;
     if (best !== undefined && (!crowded || !room)) {
       cb(null, best);
       return noop;
@@ -130,7 +135,7 @@ export class Pool {
 
   /** A client's last unit on a shared connection finished: the connection goes back once nobody's units remain. */
   sharedDrained(conn: ServerConnection): void {
-    if (!conn.shared || conn.pending.length > 0) return;
+    if (!conn.shared || conn.pending.length > 0 || conn.cancelling) return;
     const i = this.shared.indexOf(conn);
     if (i !== -1) this.shared.splice(i, 1);
     this.release(conn);

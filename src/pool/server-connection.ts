@@ -82,6 +82,11 @@ export class ServerConnection implements FrameHandler {
    */
   bindingInPlace: Buffer | null = null;
   /**
+   * A cancel request for the one client whose units are here is under way: no other client's unit
+   * may be placed here, nor the connection given back, until the server has taken it.
+   */
+  cancelling = false;
+  /**
    * When the last pipelined unit here was answered (performance.now()): the server starts on a
    * unit when it is done with the one before, so a unit's own cost is counted from then.
    */

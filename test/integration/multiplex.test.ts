@@ -3,12 +3,14 @@
  * connections must be invisible to clients — right rows per tenant, errors kept to their own unit,
  * slow statements on connections of their own, cancel still working.
  */
+import net from 'node:net';
 import pg from 'pg';
 import postgres from 'postgres';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { configSchema } from '../../src/config/schema.js';
 import { Proxy } from '../../src/proxy/proxy.js';
+import { cancelRequest } from '../../src/protocol/messages.js';
 import { runPgbench } from '../harness/binaries.js';
 import { APP_ROLE, adminClient, backend } from '../harness/postgres.js';
 import { createTenantLayout, tenantConfigInput, type TenantLayout } from '../harness/tenants.js';
@@ -38,6 +40,16 @@ function pgbenchTables(): Promise<void> {
     await admin.end();
   })();
   return pgbenchReady;
+}
+
+/** A CancelRequest for a node-postgres client's key, sent to the proxy as libpq would. */
+function sendCancel(client: pg.Client): Promise<void> {
+  const { processID, secretKey } = client as unknown as { processID: number; secretKey: number };
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ host: '127.0.0.1', port: proxy.port }, () => socket.end(cancelRequest(processID, secretKey)));
+    socket.on('close', () => resolve());
+    socket.on('error', reject);
+  });
 }
 
 beforeAll(async () => {
@@ -190,6 +202,58 @@ describe('multiplexing', () => {
       expect([...(await sql`select tenant_id from items where id = ${1}`)]).toEqual([{ tenant_id: 'r1' }]);
     } finally {
       await sql.end();
+    }
+  });
+
+  it('cancel reaches a statement on a shared connection while only that client\'s units are there (57014)', async () => {
+    const locker = await connected('r1');
+    const blocked = await connected('r1');
+    try {
+      // Learn the shape while nothing blocks it (its first run has a connection of its own).
+      await blocked.query('update items set name = name where id = 5');
+      await locker.query('begin');
+      await locker.query('update items set name = name where id = 5');
+      const before = proxy.usage.sharedUnits;
+      const q = blocked.query('update items set name = name where id = 5');
+      const t0 = performance.now();
+      setTimeout(() => void sendCancel(blocked), 200);
+      await expect(q).rejects.toMatchObject({ code: '57014' });
+      expect(performance.now() - t0).toBeLessThan(2000);
+      expect(proxy.usage.sharedUnits - before).toBe(1);
+      await locker.query('rollback');
+      expect((await blocked.query<{ tenant_id: string }>('select tenant_id from items where id = 1')).rows).toEqual([{ tenant_id: 'r1' }]);
+    } finally {
+      await blocked.end();
+      await locker.end();
+    }
+  });
+
+  it('a cancel is not sent while another client\'s unit is pipelined behind: that unit is never cancelled', async () => {
+    const locker = await connected('r1');
+    const blocked = await connected('r1');
+    const other = await connected('r2');
+    try {
+      // A shape of its own: the one cancelled above was measured slow and no longer shares.
+      await blocked.query('update items set name = name where id = 4 and id > 0');
+      await other.query('select tenant_id from items where id = 2');
+      await locker.query('begin');
+      await locker.query('update items set name = name where id = 4');
+      const before = proxy.usage.sharedUnits;
+      const q = blocked.query('update items set name = name where id = 4 and id > 0').then(() => 'done', (e: { code?: string }) => e.code);
+      await new Promise((r) => setTimeout(r, 100));
+      const behind = other.query<{ tenant_id: string }>('select tenant_id from items where id = 2').then((r) => r.rows, (e: { code?: string }) => e.code);
+      await new Promise((r) => setTimeout(r, 100));
+      expect(proxy.usage.sharedUnits - before).toBe(2);
+      await sendCancel(blocked);
+      await new Promise((r) => setTimeout(r, 300));
+      await locker.query('rollback');
+      // Not cancelled: the signal could have landed on the other client's statement instead.
+      expect(await q).toBe('done');
+      expect(await behind).toEqual([{ tenant_id: 'r2' }]);
+    } finally {
+      await blocked.end();
+      await other.end();
+      await locker.end();
     }
   });
 

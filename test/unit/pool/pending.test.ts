@@ -168,3 +168,39 @@ describe('PendingRequests', () => {
     expect(drain(q)).toEqual([{ kind: Request.Describe, flags: SKIP, name: 'd' }]);
   });
 });
+
+describe('PendingRequests.standing (may a cancel go to a shared connection)', () => {
+  const a = { name: 'a' };
+  const b = { name: 'b' };
+  function queue(owners: object[]): PendingRequests {
+    const q = new PendingRequests();
+    for (const o of owners) {
+      q.currentOwner = o;
+      q.push(Request.Sync, SIMPLE);
+    }
+    return q;
+  }
+
+  it('none, alone, others ahead, others behind', () => {
+    expect(queue([]).standing(a)).toBe('none');
+    expect(queue([b, b]).standing(a)).toBe('none');
+    expect(queue([a, a]).standing(a)).toBe('alone');
+    expect(queue([b, a, a]).standing(a)).toBe('others-ahead');
+    expect(queue([a, b]).standing(a)).toBe('others-behind');
+    expect(queue([b, a, b, a]).standing(a)).toBe('others-behind');
+  });
+
+  it('follows the ring as it wraps and grows', () => {
+    const q = queue(Array.from({ length: 60 }, () => b));
+    for (let i = 0; i < 58; i++) q.shift();
+    q.currentOwner = a;
+    for (let i = 0; i < 100; i++) q.push(Request.Sync, SIMPLE);
+    expect(q.standing(a)).toBe('others-ahead');
+    q.shift();
+    q.shift();
+    expect(q.standing(a)).toBe('alone');
+    q.currentOwner = b;
+    q.push(Request.Sync, SIMPLE);
+    expect(q.standing(a)).toBe('others-behind');
+  });
+});
