@@ -5,7 +5,8 @@
  * Cells: -S at c=1/8/32/128, -S -M extended and -S -M prepared at c=16, tpcb-like at c=16, -S -C at c=8.
  * Targets: direct; pgbouncer (transaction mode, default_pool_size = --pool; installed with apt-get when
  * missing); pgtenant (row-placement tenant bench@t1, binding and guard on); pgtenant-mux (the same with
- * pool.multiplex); pgtenant-plain (no tenancy).
+ * pool.multiplex); pgtenant-plain (no tenancy); node-pipe (a bare Node.js TCP pipe, no pooling: the
+ * floor for a proxy on Node.js).
  * pgtenant runs in child processes. Targets are interleaved within each cell, each cell is repeated
  * --runs times and medians are reported. Writes bench/results/bench-<time>.json and .svg.
  */
@@ -17,6 +18,7 @@ import { parseArgs } from 'node:util';
 import { ensurePgbouncer, startPgbouncer } from './lib/pgbouncer.js';
 import { positiveIntegers } from './lib/options.js';
 import { startPgtenant } from './lib/pgtenant.js';
+import { startNodePipe } from './lib/node-pipe.js';
 import { startBenchPostgres } from './lib/postgres.js';
 import { cleanupAll, installExitHandlers, run, stopping } from './lib/procs.js';
 import { markdownTable, summarize, svgChart, type Sample } from './lib/report.js';
@@ -37,7 +39,7 @@ const only = values.only?.split(',').map((s) => s.trim()).filter((s) => s !== ''
 const unknownCells = (only ?? []).filter((n) => !CELLS.some((c) => c.name === n));
 if (unknownCells.length > 0) throw new Error(`unknown cell(s) ${unknownCells.join(', ')}; known: ${CELLS.map((c) => c.name).join(', ')}`);
 const cells = only ? CELLS.filter((c) => only.includes(c.name)) : CELLS;
-const TARGET_NAMES = ['direct', 'pgbouncer', 'pgtenant', 'pgtenant-mux', 'pgtenant-plain'];
+const TARGET_NAMES = ['direct', 'pgbouncer', 'pgtenant', 'pgtenant-mux', 'pgtenant-plain', 'node-pipe'];
 const wanted = values.targets?.split(',').map((s) => s.trim()).filter((s) => s !== '') ?? TARGET_NAMES;
 const unknownTargets = wanted.filter((n) => !TARGET_NAMES.includes(n));
 if (unknownTargets.length > 0) throw new Error(`unknown target(s) ${unknownTargets.join(', ')}; known: ${TARGET_NAMES.join(', ')}`);
@@ -88,6 +90,11 @@ async function main(): Promise<void> {
     const proc = await startPgtenant({ ...common, ...o });
     pgtenantConfigs[o.name] = proc.config;
     targets.push({ name: o.name, port: proc.port, pid: proc.pid, user });
+  }
+
+  if (wanted.includes('node-pipe')) {
+    const pipe = await startNodePipe(server.port);
+    targets.push({ name: 'node-pipe', port: pipe.port, pid: pipe.pid, user: USER });
   }
 
   const opts = { seconds, database: DB, password: PASSWORD };

@@ -104,7 +104,7 @@ export function markdownTable(rows: Summary[]): string {
   return lines.join('\n');
 }
 
-const COLORS: Record<string, string> = { direct: '#4c78a8', pgbouncer: '#f58518', pgtenant: '#54a24b', 'pgtenant-mux': '#72b7b2', 'pgtenant-plain': '#b279a2' };
+const COLORS: Record<string, string> = { direct: '#4c78a8', pgbouncer: '#f58518', pgtenant: '#54a24b', 'pgtenant-mux': '#72b7b2', 'pgtenant-plain': '#b279a2', 'node-pipe': '#9d755d' };
 const esc = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 
 /** Small multiples: one panel per cell (own TPS scale), one bar per target, TPS and p99 as labels. */
