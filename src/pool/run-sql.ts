@@ -7,12 +7,18 @@ import { ServerConnection, type ServerEndpoint } from './server-connection.js';
 
 /**
  * Runs simple-protocol SQL on a fresh connection and returns the text of each row's cells, for
- * setup work (provisioning the demo database). Not for client traffic.
+ * setup work and health checks. Not for client traffic. With `timeoutMs`, a server that has not
+ * answered by then fails the call and the connection is closed (not left open until it answers).
  */
-export async function runSql(endpoint: ServerEndpoint, sql: string): Promise<(string | null)[][]> {
+export async function runSql(endpoint: ServerEndpoint, sql: string, timeoutMs?: number): Promise<(string | null)[][]> {
+  const started = Date.now();
   const conn = await ServerConnection.connect(endpoint);
+  let timer: NodeJS.Timeout | undefined;
   try {
     return await new Promise((resolve, reject) => {
+      if (timeoutMs !== undefined) {
+        timer = setTimeout(() => reject(new PgError(SqlState.ConnectionFailure, `no answer within ${timeoutMs} ms`)), Math.max(0, timeoutMs - (Date.now() - started)));
+      }
       const rows: (string | null)[][] = [];
       let error: PgError | null = null;
       conn.attach({
@@ -40,6 +46,7 @@ export async function runSql(endpoint: ServerEndpoint, sql: string): Promise<(st
       conn.sendOwned(query(sql));
     });
   } finally {
+    clearTimeout(timer);
     conn.close();
   }
 }

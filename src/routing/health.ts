@@ -19,14 +19,6 @@ export function lsnBytes(lsn: string): number {
   return Number.parseInt(lsn.slice(0, slash), 16) * 2 ** 32 + Number.parseInt(lsn.slice(slash + 1), 16);
 }
 
-function withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
-  });
-  return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
-}
-
 export class ReplicaHealth {
   private timer: NodeJS.Timeout | null = null;
   private running = false;
@@ -62,11 +54,11 @@ export class ReplicaHealth {
 
   private async checkAll(primary: ServerEndpoint): Promise<void> {
     // A check may take longer than the interval (the next one waits): a busy replica is not a dead
-    // one. One that answers nothing within connectTimeout is.
-    const within = <T>(work: Promise<T>): Promise<T> => withTimeout(work, primary.connectTimeout);
+    // one. One that answers nothing within connectTimeout is, and its connection is closed.
+    const timeoutMs = primary.connectTimeout;
     let primaryLsn: number | null = null;
     try {
-      const rows = await within(runSql(primary, 'select pg_current_wal_lsn()'));
+      const rows = await runSql(primary, 'select pg_current_wal_lsn()', timeoutMs);
       primaryLsn = lsnBytes(rows[0]?.[0] ?? '');
     } catch (err) {
       this.log.debug({ backend: this.set.backend, err: (err as Error).message }, 'primary WAL position unavailable; replica lag not checked');
@@ -75,7 +67,7 @@ export class ReplicaHealth {
       this.set.replicas.map(async (r) => {
         const wasHealthy = r.healthy && !r.broken;
         try {
-          const rows = await within(runSql({ ...primary, host: r.host, port: r.port }, REPLICA_SQL));
+          const rows = await runSql({ ...primary, host: r.host, port: r.port }, REPLICA_SQL, timeoutMs);
           const [inRecovery, replayLsn, ageSeconds] = rows[0] ?? [];
           const replayed = replayLsn == null ? null : lsnBytes(replayLsn);
           const lagBytes = primaryLsn === null || replayed === null ? 0 : Math.max(0, primaryLsn - replayed);
