@@ -159,6 +159,10 @@ export function createJwtVerifier(config: JwtConfig, baseDir = process.cwd()): J
   if (config.publicKey !== undefined) {
     const file = resolve(baseDir, config.publicKey);
     const pem = readFile(file, 'jwt.publicKey');
+    // createPublicKey would derive the public half of a private key: refuse it, the proxy must not hold signing keys.
+    if (/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(pem)) {
+      throw new Error(`jwt.publicKey ${file}: holds a private key; give the public key only (openssl pkey -in KEY -pubout)`);
+    }
     try {
       pemKey = createPublicKey(pem);
     } catch (e) {

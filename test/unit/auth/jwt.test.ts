@@ -9,6 +9,7 @@ import {
   base64url,
   decodeProtectedHeader,
   exportJWK,
+  exportPKCS8,
   exportSPKI,
   generateKeyPair,
   type CryptoKey,
@@ -126,6 +127,7 @@ beforeAll(async () => {
   write('jwks-oct.json', JSON.stringify({ keys: [{ kty: 'oct', k: base64url.encode(SECRET), kid: 'hmac' }] }));
   write('jwks-notjson.json', '{"keys": [');
   write('jwks-notaset.json', JSON.stringify({ kty: 'RSA' }));
+  write('rsa-private.pem', await exportPKCS8(rsa.privateKey));
   write('not-a-key.pem', '-----BEGIN PUBLIC KEY-----\nbm90IGEga2V5\n-----END PUBLIC KEY-----\n');
 
   const weakRsa = generateKeyPairSync('rsa', { modulusLength: 1024 });
@@ -180,6 +182,10 @@ describe('createJwtVerifier: valid tokens', () => {
     await expect(createJwtVerifier(cfg({ publicKey: 'rsa.pem' }), dir).verify(token)).resolves.toMatchObject({ tenant: 'acme' });
     await expect(createJwtVerifier(cfg({ publicKey: path.join(dir, 'rsa.pem') }), '/nonexistent').verify(token)).resolves.toMatchObject({ tenant: 'acme' });
     expect(() => createJwtVerifier(cfg({ publicKey: 'rsa.pem' }), path.join(dir, 'nope'))).toThrow(/jwt\.publicKey: cannot read .*rsa\.pem/);
+  });
+
+  it('refuses a private key given as jwt.publicKey (the proxy must not hold signing keys)', () => {
+    expect(() => createJwtVerifier(cfg({ publicKey: 'rsa-private.pem' }), dir)).toThrow(/jwt\.publicKey .*rsa-private\.pem: holds a private key; give the public key only/);
   });
 
   it('a config with secret, PEM and JWKS picks the right key for each token', async () => {
