@@ -257,8 +257,19 @@ export function createJwtVerifier(config: JwtConfig, baseDir = process.cwd()): J
   };
 }
 
+/**
+ * The keys a minted token nests the tenant claim under. A namespaced claim name (Auth0 style,
+ * `https://example.com/tenant`) keeps the dots of its URI: only dots after its last `/` nest.
+ */
+function mintPath(path: string): string[] {
+  const slash = path.lastIndexOf('/');
+  if (slash === -1) return path.split('.');
+  const [first, ...rest] = path.slice(slash + 1).split('.');
+  return [path.slice(0, slash + 1) + first, ...rest];
+}
+
 function setAt(target: Record<string, unknown>, path: string, value: unknown): void {
-  const parts = path.split('.');
+  const parts = mintPath(path);
   let node = target;
   for (const part of parts.slice(0, -1)) {
     const next = Object.hasOwn(node, part) ? node[part] : undefined;

@@ -7,6 +7,7 @@ import {
   CompactSign,
   SignJWT,
   base64url,
+  decodeJwt,
   decodeProtectedHeader,
   exportJWK,
   exportPKCS8,
@@ -618,6 +619,12 @@ describe('mintToken', () => {
     const config = cfg({ secret: SECRET, tenantClaim: 'https://example.com/tenant' });
     const token = await mintToken(config, { tenant: 'globex', ttlSeconds: 60 });
     expect((await createJwtVerifier(config, dir).verify(token)).tenant).toBe('globex');
+    // The namespaced name is one claim, as Auth0 and its readers have it, not nested at its dots.
+    expect(decodeJwt(token)['https://example.com/tenant']).toBe('globex');
+    const nested = cfg({ secret: SECRET, tenantClaim: 'https://example.com/app.tenant' });
+    const nestedToken = await mintToken(nested, { tenant: 'initech', ttlSeconds: 60 });
+    expect(decodeJwt(nestedToken)['https://example.com/app']).toEqual({ tenant: 'initech' });
+    expect((await createJwtVerifier(nested, dir).verify(nestedToken)).tenant).toBe('initech');
   });
 
   it('mints tokens that a verifier with the same secret but a public key too accepts', async () => {
