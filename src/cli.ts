@@ -21,7 +21,7 @@ commands:
                            print SQL that creates a tenant's schema with grants limited to it
   token --tenant T [--ttl 3600] [--sub S] [--config FILE]
                            print a JWT (HS256, signed with jwt.secret) that logs in as tenant T
-  audit verify FILE... [--key KEY]
+  audit verify FILE... [--key KEY] [--every N]
                            check an audit log's hash chain (FILE alone brings in FILE.1, FILE.2, …)
                            and, with the key, its checkpoints; exit 0 intact, 1 broken, 2 error
   report [--since 1h] [--csv] [--config FILE]
@@ -84,6 +84,7 @@ const OPTIONS = {
   ttl: { type: 'string' },
   sub: { type: 'string' },
   key: { type: 'string' },
+  every: { type: 'string' },
   since: { type: 'string' },
   csv: { type: 'boolean' },
 } as const;
@@ -142,7 +143,7 @@ async function main(argv: string[]): Promise<void> {
       return;
     }
     case 'audit':
-      process.exitCode = auditCommand(positionals, values.key);
+      process.exitCode = auditCommand(positionals, values.key, values.every);
       return;
     case 'start':
       await start(configPath(values.config));

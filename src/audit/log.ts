@@ -73,7 +73,11 @@ export class AuditLog {
     const last = from === opts.file ? current : await readLastLine(from);
     const tail = last === undefined ? { seq: 1, prev: GENESIS, lastWasCheckpoint: false } : continueAfter(last.line, from);
     const handle = await open(opts.file, 'a');
-    return new AuditLog(opts.file, opts.checkpointKey, every, opts.maxBytes ?? Infinity, handle, tail, current?.size ?? 0, (newestRotation ?? 0) + 1);
+    const log = new AuditLog(opts.file, opts.checkpointKey, every, opts.maxBytes ?? Infinity, handle, tail, current?.size ?? 0, (newestRotation ?? 0) + 1);
+    // After an unclean close the records since the last checkpoint are not counted: close that
+    // stretch now, so no run without a checkpoint is longer than checkpointEvery.
+    if (opts.checkpointKey !== undefined && tail.prev !== GENESIS && !tail.lastWasCheckpoint) log.checkpoint(opts.checkpointKey);
+    return log;
   }
 
   append(event: AuditEvent): void {

@@ -36,7 +36,10 @@ const HEX64 = /^[0-9a-f]{64}$/;
  * shape, seq one more than the previous record's, prev equal to the hash of the previous
  * record's line (in the previous file, across a rotation), and with `checkpointKey` each
  * checkpoint's HMAC. The chain must start at seq 1 with the genesis prev, so records cut
- * from its start are found too.
+ * from its start are found too. With a key, checkpoints must also be there: once one has
+ * appeared, at most `checkpointEvery` records may follow without one, and a chain with none at all
+ * may hold no more than that (a key set later leaves the records before it without checkpoints).
+ * Otherwise checkpoints were stripped from a rewritten chain.
  *
  * A changed record whose JSON is still valid cannot be told from the record itself: the
  * break shows at the next record, whose prev no longer matches. The record after the break
@@ -44,18 +47,21 @@ const HEX64 = /^[0-9a-f]{64}$/;
  * to it is only found if a checkpoint follows and a key is given. Unreadable files throw:
  * that is not a broken chain.
  */
-export function verifyAuditFiles(files: string[], checkpointKey?: string): VerifyResult {
+export function verifyAuditFiles(files: string[], checkpointKey?: string, checkpointEvery = 1000): VerifyResult {
+  if (!Number.isSafeInteger(checkpointEvery) || checkpointEvery < 1) throw new RangeError(`checkpointEvery must be a positive integer, got ${checkpointEvery}`);
   const lines = chainLines(files);
   try {
-    return check(lines, checkpointKey);
+    return check(lines, checkpointKey, checkpointEvery);
   } finally {
     lines.return(undefined); // closes the file being read when a break ends the walk early
   }
 }
 
-function check(lines: Generator<ChainLine>, checkpointKey: string | undefined): VerifyResult {
+function check(lines: Generator<ChainLine>, checkpointKey: string | undefined, every: number): VerifyResult {
   let previous: Previous | undefined;
   let records = 0;
+  let lastCheckpoint: number | undefined;
+  let sinceCheckpoint = 0;
   for (let next = lines.next(); !next.done; next = lines.next()) {
     const { file, line, bytes } = next.value;
     const parsed = parseLine(next.value);
@@ -74,8 +80,17 @@ function check(lines: Generator<ChainLine>, checkpointKey: string | undefined): 
     if (checkpoint !== undefined && checkpointKey !== undefined && checkpoint.hmac !== checkpointHmac(checkpointKey, prev)) {
       return broken('checkpoint HMAC does not match: a different key, or the records before it were rewritten', seq);
     }
+    if (checkpoint !== undefined) {
+      lastCheckpoint = seq;
+      sinceCheckpoint = 0;
+    } else if (++sinceCheckpoint > every && checkpointKey !== undefined && lastCheckpoint !== undefined) {
+      return broken(`${sinceCheckpoint} records follow the checkpoint at seq ${lastCheckpoint} without another (at most ${every}, audit.checkpointEvery): checkpoints were removed, or the chain after them rewritten`, seq);
+    }
     previous = { seq, hash, file, line };
     records++;
+  }
+  if (checkpointKey !== undefined && lastCheckpoint === undefined && previous !== undefined && records > every) {
+    return { ok: false, file: previous.file, line: previous.line, seq: previous.seq, reason: `no checkpoint in ${records} records (one is written every ${every}, audit.checkpointEvery): checkpoints were removed, or the chain was written without the key` };
   }
   return { ok: true, records };
 }

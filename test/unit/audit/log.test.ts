@@ -5,7 +5,7 @@ import { chainFiles, rotationNumbers } from '../../../src/audit/files.js';
 import { AuditLog } from '../../../src/audit/log.js';
 import { GENESIS, checkpointHmac, lineHash } from '../../../src/audit/record.js';
 import { verifyAuditFiles } from '../../../src/audit/verify.js';
-import { readLines, tempDir, writeEvents } from './helpers.js';
+import { readLines, tempDir, writeEvents, writeLines } from './helpers.js';
 
 interface Rec {
   seq: number;
@@ -106,6 +106,17 @@ describe('AuditLog', () => {
     expect(cp.prev).toBe(lineHash(lines[9]));
     expect(cp.checkpoint).toEqual({ hmac: checkpointHmac('k1', cp.prev) });
     expect(verifyAuditFiles([file], 'k1')).toEqual({ ok: true, records: 39 });
+  });
+
+  it('after an unclean close, opens with a checkpoint so no stretch without one outgrows checkpointEvery', async () => {
+    const file = path.join(await tempDir(), 'audit.log');
+    await writeEvents({ file, checkpointKey: 'k1', checkpointEvery: 10 }, 15);
+    // A crash: the checkpoint close() wrote is lost.
+    await writeLines(file, (await readLines(file)).slice(0, -1));
+    await writeEvents({ file, checkpointKey: 'k1', checkpointEvery: 10 }, 9, 16);
+    const checkpoints = parse(await readLines(file)).filter((r) => r.checkpoint !== undefined).map((r) => r.seq);
+    expect(checkpoints).toEqual([11, 17, 27]);
+    expect(verifyAuditFiles([file], 'k1', 10)).toEqual({ ok: true, records: 27 });
   });
 
   it('adds no second checkpoint on close when the last record is one, nor any to an empty chain', async () => {

@@ -207,4 +207,39 @@ describe('verifyAuditFiles', () => {
       reason: 'checkpoint HMAC does not match: a different key, or the records before it were rewritten',
     });
   });
+
+  it('with a key, finds checkpoints stripped from a chain rewritten with recomputed hashes', async () => {
+    const file = await chainOf(35, { checkpointKey: 'k1', checkpointEvery: 10 });
+    // Drop every checkpoint after the first, renumber and relink, as someone without the key would.
+    const kept = (await readLines(file)).filter((l, i) => i === 10 || !l.includes('"checkpoint"'));
+    const relinked: string[] = [];
+    for (const [i, l] of kept.entries()) {
+      let line = l.replace(/"seq":\d+/, `"seq":${i + 1}`);
+      if (i > 0) line = line.replace(/"prev":"[0-9a-f]{64}"/, `"prev":"${lineHash(relinked[i - 1])}"`);
+      relinked.push(line);
+    }
+    await writeLines(file, relinked);
+    expect(verifyAuditFiles([file])).toEqual({ ok: true, records: 36 });
+    expect(verifyAuditFiles([file], 'k1', 10)).toEqual({
+      ok: false,
+      file,
+      line: 22,
+      seq: 22,
+      reason: '11 records follow the checkpoint at seq 11 without another (at most 10, audit.checkpointEvery): checkpoints were removed, or the chain after them rewritten',
+    });
+  });
+
+  it('with a key, finds a chain with no checkpoint at all once it is longer than checkpointEvery', async () => {
+    const file = await chainOf(12, { checkpointKey: 'k1', checkpointEvery: 10 });
+    const relinked: string[] = [];
+    for (const l of (await readLines(file)).filter((x) => !x.includes('"checkpoint"'))) {
+      const i = relinked.length;
+      let line = l.replace(/"seq":\d+/, `"seq":${i + 1}`);
+      line = line.replace(/"prev":"[0-9a-f]{64}"/, `"prev":"${i === 0 ? '0'.repeat(64) : lineHash(relinked[i - 1])}"`);
+      relinked.push(line);
+    }
+    await writeLines(file, relinked);
+    expect(verifyAuditFiles([file], 'k1', 20)).toEqual({ ok: true, records: 12 });
+    expect(verifyAuditFiles([file], 'k1', 10)).toMatchObject({ ok: false, line: 12, seq: 12, reason: 'no checkpoint in 12 records (one is written every 10, audit.checkpointEvery): checkpoints were removed, or the chain was written without the key' });
+  });
 });
