@@ -94,6 +94,9 @@ describe('pgtenant audit verify', () => {
       code: 1,
       stdout: `broken at ${file}:51 (seq 51): checkpoint HMAC does not match: a different key, or the records before it were rewritten\n`,
     });
+    // Written every 50: told to expect one every 20, the verifier finds them missing.
+    expect(await runCli(['audit', 'verify', file, '--key', 'right', '--every', '20'])).toMatchObject({ code: 1, stdout: expect.stringMatching(/without another \(at most 20, audit\.checkpointEvery\)/) });
+    expect(await runCli(['audit', 'verify', file, '--key', 'right', '--every', '0'])).toMatchObject({ code: 2, stderr: expect.stringMatching(/^usage: /) });
   });
 
   it('exits 2 for a missing file or without files', async () => {
@@ -102,6 +105,6 @@ describe('pgtenant audit verify', () => {
     expect(missing.stderr).toMatch(/^pgtenant audit: ENOENT/);
     const usage = await runCli(['audit', 'verify']);
     expect(usage.code).toBe(2);
-    expect(usage.stderr).toMatch(/^usage: pgtenant audit verify FILE\.\.\. \[--key KEY\]/);
+    expect(usage.stderr).toMatch(/^usage: pgtenant audit verify FILE\.\.\. \[--key KEY\] \[--every N\]/);
   });
 });
