@@ -1,15 +1,13 @@
 import { Frontend, TxStatus } from '../protocol/codes.js';
-import { commandComplete, query, readyForQuery } from '../protocol/messages.js';
+import { commandComplete, readyForQuery } from '../protocol/messages.js';
 import { PgError, SqlState } from '../protocol/sqlstate.js';
-import { BINDING, Request, SIMPLE, SKIP } from '../pool/pending.js';
 import type { Pool } from '../pool/pool.js';
 import type { ServerConnection } from '../pool/server-connection.js';
-import { settingsDiff } from './params.js';
 import type { ClientSession } from './session.js';
-import type { Binding } from '../tenancy/binding.js';
 import type { ShapeStats, UnitClassifier } from '../sql/classify.js';
 import { endsUnit, shareableShape, type Held } from './units.js';
 import { MessageDispatcher } from './dispatch.js';
+import { sendSessionState } from './session-state.js';
 import type { ReadRouter } from '../routing/router.js';
 import type { ReplicaState } from '../routing/replicas.js';
 
@@ -345,49 +343,7 @@ export class TransactionRelay {
 
   /** The client's settings and tenant binding, ahead of its messages. */
   private prepareConnection(conn: ServerConnection): void {
-    const sql = settingsDiff(this.session.settings, conn.params);
-    this.unitBinding = null;
-    if (sql !== '') {
-      for (const [k, v] of this.session.settings) conn.params.set(k, v);
-      conn.pending.push(Request.Sync, SKIP | SIMPLE);
-      conn.sendOwned(query(sql));
-    }
-    const tenant = this.session.tenant;
-    if (tenant === null) {
-      if (!conn.shared) conn.bindingInPlace = null;
-      return;
-    }
-    const apply = tenant.binding.apply;
-    // The same binding in place (only statements that cannot change it ran since it was sent) and no
-    // setting changed now: nothing to send. Any other tenant's binding differs, so it is always sent.
-    const inPlace = conn.bindingInPlace;
-    const unchanged = sql === '' && inPlace !== null && (inPlace === apply || inPlace.equals(apply));
-    if (conn.shared) conn.bindingInPlace = apply;
-    else {
-      // A connection of its own may run anything: the binding is known again only after a pure unit.
-      conn.bindingInPlace = null;
-      if (this.keepBindings) this.unitBinding = apply;
-    }
-    if (!unchanged) this.applyBinding(conn, tenant.binding);
-  }
-
-  /**
-   * The tenant context goes ahead of the client's first message on every checkout, in its own
-   * Sync so that nothing the client does (ROLLBACK included) can undo it. Its responses are
-   * swallowed; if it fails, the session closes the client and the server connection.
-   */
-  private applyBinding(conn: ServerConnection, binding: Binding): void {
-    // What the server will report; on a shared connection the next unit's settings are compared to it before the report arrives.
-    if (binding.searchPath !== undefined) conn.params.set('search_path', binding.searchPath);
-    if (!conn.bindings.has(binding.statementName)) {
-      conn.bindings.add(binding.statementName);
-      conn.pending.push(Request.Parse, SKIP | BINDING);
-      conn.sendOwned(binding.parse);
-    }
-    conn.pending.push(Request.Bind, SKIP | BINDING);
-    conn.pending.push(Request.Execute, SKIP | BINDING);
-    conn.pending.push(Request.Sync, SKIP | BINDING);
-    conn.sendOwned(binding.apply);
+    this.unitBinding = sendSessionState(conn, this.session.settings, this.session.tenant, this.keepBindings);
   }
 
   /** Sends the first `count` held entries (the rest wait for the next checkout). */

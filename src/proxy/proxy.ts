@@ -5,11 +5,11 @@ import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { ClientSession, type SessionHost } from '../client/session.js';
 import { isEmbedded, type Config } from '../config/schema.js';
-import { cancelRequest } from '../protocol/messages.js';
 import { PgError, SqlState } from '../protocol/sqlstate.js';
 import { Pool } from '../pool/pool.js';
-import type { ServerConnection, ServerEndpoint } from '../pool/server-connection.js';
+import type { ServerEndpoint } from '../pool/server-connection.js';
 import { startBackends, type RunningBackends } from './backends.js';
+import { forwardCancel } from './cancel.js';
 import { createJwtVerifier, type JwtVerifier } from '../auth/jwt.js';
 import { Tenancy } from '../tenancy/tenancy.js';
 import { UsageRegistry } from '../stats/usage.js';
@@ -25,9 +25,6 @@ import { ReadRouter } from '../routing/router.js';
 import type { ReplicaSet } from '../routing/replicas.js';
 
 /** The assembled proxy: listener, sessions, pools and the backends behind them. */
-/** Tries (about 1 ms apart) a cancel waits for pgtenant's own statements or other clients' units ahead. */
-const CANCEL_ATTEMPTS = 1000;
-
 export class Proxy implements SessionHost {
   draining = false;
   tlsContext: tls.SecureContext | null;
@@ -239,60 +236,10 @@ export class Proxy implements SessionHost {
     this.log.warn({ tenant: session.tenant?.tenant, user: session.user, pid: session.pid, fingerprint, reason }, 'statement refused by the tenant guard');
   }
 
-  /** Forwards a client's CancelRequest to the server connection that client holds now, with that server's key. */
-  cancel(pid: number, secret: number, attempt = 0): void {
+  /** Forwards a client's CancelRequest (see cancel.ts) when its key matches a session. */
+  cancel(pid: number, secret: number): void {
     const session = this.sessions.get(pid);
-    if (!session || session.secret !== secret) return;
-    const server = session.server;
-    if (!server) {
-      this.cancelShared(session, attempt);
-      return;
-    }
-    // While the server still runs pgtenant's own statements (settings, tenant binding), a cancel
-    // could stop the binding and leave the previous tenant's context: wait until they are done.
-    if (server.runningOwnRequests && attempt < CANCEL_ATTEMPTS) {
-      setTimeout(() => this.cancel(pid, secret, attempt + 1), 1);
-      return;
-    }
-    this.sendCancel(server);
-  }
-
-  /**
-   * A cancel for a client whose units are pipelined on a shared connection. The server stops
-   * whatever that connection runs when the signal lands, so it is sent only while every request
-   * pending there is this client's; from the first try on, no other client's unit is placed there
-   * and the connection is not given back until the server has taken the cancel. Other clients'
-   * units ahead are waited for; if one is queued behind, the cancel is dropped (it could land on it).
-   */
-  private cancelShared(session: ClientSession, attempt: number): void {
-    const shared = session.sharedServer;
-    if (shared === null) return;
-    const { conn, pool } = shared;
-    const release = (): void => {
-      conn.cancelling = false;
-      pool.sharedDrained(conn);
-    };
-    const standing = conn.pending.standing(session);
-    if (standing === 'none' || standing === 'others-behind' || attempt >= CANCEL_ATTEMPTS) {
-      if (standing === 'others-behind') this.log.info({ pid: session.pid, user: session.user }, 'cancel request not forwarded: another client\'s statement is pipelined behind this one on the same server connection');
-      if (conn.cancelling) release();
-      return;
-    }
-    conn.cancelling = true;
-    if (standing === 'others-ahead' || conn.runningOwnRequests) {
-      setTimeout(() => this.cancelShared(session, attempt + 1), 1);
-      return;
-    }
-    this.sendCancel(conn, release);
-  }
-
-  private sendCancel(server: ServerConnection, done?: () => void): void {
-    const { host, port } = server.endpoint;
-    const socket = net.connect({ host, port }, () => socket.end(cancelRequest(server.backendPid, server.backendSecret)));
-    socket.on('error', (err) => this.log.warn({ err: err.message }, 'forwarding a cancel request failed'));
-    socket.setTimeout(5000, () => socket.destroy());
-    // The server signals the backend before it closes the cancel connection.
-    if (done !== undefined) socket.once('close', done);
+    if (session && session.secret === secret) forwardCancel(session, this.log);
   }
 
   poolFor(user: string, database: string, backend?: string): Pool {

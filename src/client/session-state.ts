@@ -1,0 +1,61 @@
+/**
+ * What goes ahead of a client's messages on a server connection: the session settings it differs
+ * in, and the tenant binding unless the same binding is known to be in place already.
+ */
+import { query } from '../protocol/messages.js';
+import { BINDING, Request, SIMPLE, SKIP } from '../pool/pending.js';
+import type { ServerConnection } from '../pool/server-connection.js';
+import type { Binding } from '../tenancy/binding.js';
+import type { TenantContext } from '../tenancy/tenancy.js';
+import { settingsDiff } from './params.js';
+
+/**
+ * Sends the client's settings and tenant binding ahead of its messages. Returns the binding to
+ * keep in place after the unit if it turns out pure (`keepBindings`, connections of its own only);
+ * null otherwise.
+ */
+export function sendSessionState(conn: ServerConnection, settings: Map<string, string>, tenant: TenantContext | null, keepBindings: boolean): Buffer | null {
+  const sql = settingsDiff(settings, conn.params);
+  if (sql !== '') {
+    for (const [k, v] of settings) conn.params.set(k, v);
+    conn.pending.push(Request.Sync, SKIP | SIMPLE);
+    conn.sendOwned(query(sql));
+  }
+  if (tenant === null) {
+    if (!conn.shared) conn.bindingInPlace = null;
+    return null;
+  }
+  const apply = tenant.binding.apply;
+  // The same binding in place (only statements that cannot change it ran since it was sent) and no
+  // setting changed now: nothing to send. Any other tenant's binding differs, so it is always sent.
+  const inPlace = conn.bindingInPlace;
+  const unchanged = sql === '' && inPlace !== null && (inPlace === apply || inPlace.equals(apply));
+  let keep: Buffer | null = null;
+  if (conn.shared) conn.bindingInPlace = apply;
+  else {
+    // A connection of its own may run anything: the binding is known again only after a pure unit.
+    conn.bindingInPlace = null;
+    if (keepBindings) keep = apply;
+  }
+  if (!unchanged) sendBinding(conn, tenant.binding);
+  return keep;
+}
+
+/**
+ * The tenant context goes ahead of the client's first message on every checkout, in its own
+ * Sync so that nothing the client does (ROLLBACK included) can undo it. Its responses are
+ * swallowed; if it fails, the session closes the client and the server connection.
+ */
+function sendBinding(conn: ServerConnection, binding: Binding): void {
+  // What the server will report; on a shared connection the next unit's settings are compared to it before the report arrives.
+  if (binding.searchPath !== undefined) conn.params.set('search_path', binding.searchPath);
+  if (!conn.bindings.has(binding.statementName)) {
+    conn.bindings.add(binding.statementName);
+    conn.pending.push(Request.Parse, SKIP | BINDING);
+    conn.sendOwned(binding.parse);
+  }
+  conn.pending.push(Request.Bind, SKIP | BINDING);
+  conn.pending.push(Request.Execute, SKIP | BINDING);
+  conn.pending.push(Request.Sync, SKIP | BINDING);
+  conn.sendOwned(binding.apply);
+}
