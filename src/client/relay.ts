@@ -17,6 +17,9 @@ const HELD_LIMIT = 1 << 20;
 /** DISCARD ALL / DEALLOCATE … that pgtenant answers itself when the client holds no server. */
 const LOCAL_STATEMENT = /^\s*(discard\s+all|deallocate\s+(?:prepare\s+)?(all|"(?:[^"]|"")+"|[a-z_][a-z0-9_$]*))\s*;?\s*$/i;
 
+/** A unit over the pipelining limit waits for a slot up to this many times pool.shareBelow. */
+const SHARED_WAIT_FACTOR = 10;
+
 /**
  * Carries one client's messages to server connections: checks one out when the client starts
  * something, gives it back at ReadyForQuery 'I' with nothing outstanding (transaction mode), and
@@ -148,7 +151,7 @@ export class TransactionRelay {
     this.cancelCheckout?.();
     this.cancelCheckout = null;
     this.held = [];
-    for (const _ of this.sharedSent.splice(0)) this.pool.sharedLimit.dropped();
+    for (const _ of this.sharedSent.splice(0)) this.pool.sharedDropped();
     const server = this.session.server;
     if (server === null) return;
     this.session.server = null;
@@ -184,9 +187,28 @@ export class TransactionRelay {
     const complete = last.kind === 'message' && !this.session.paused;
     const target = complete && router !== null ? this.readTarget(router) : null;
     const shape = complete && target === null && this.classifier !== null ? shareableShape(this.held, this.messages.statements, this.classifier) : null;
-    if (shape !== null && shape.runs > 0 && shape.latencyMs < this.shareBelowMs && this.pool.sharedLimit.admits) {
-      this.sendShared(shape);
-      return;
+    if (shape !== null && shape.runs > 0 && shape.latencyMs < this.shareBelowMs) {
+      if (this.pool.sharedLimit.admits) {
+        this.sendShared(shape);
+        return;
+      }
+      if (this.sharedUnits === 0) {
+        // Over the limit: wait for a slot in the pipeline (a connection of its own would only add
+        // load), but not behind a pipeline held up for longer than a few fast statements take.
+        this.cancelCheckout = this.pool.waitForShared(
+          () => {
+            this.cancelCheckout = null;
+            if (this.held.length > 0) this.route(this.held[this.held.length - 1]);
+          },
+          () => {
+            this.cancelCheckout = null;
+            this.exclusiveShape = shape;
+            this.checkout(target);
+          },
+          SHARED_WAIT_FACTOR * this.shareBelowMs,
+        );
+        return;
+      }
     }
     this.exclusiveShape = shape;
     if (this.sharedUnits > 0) {
@@ -262,7 +284,7 @@ export class TransactionRelay {
     // the units pipelined before it: that wait is the limit's signal, not the statement's.
     this.classifier!.record(sent.shape, now - Math.max(sent.at, conn.lastAnsweredAt));
     conn.lastAnsweredAt = now;
-    this.pool.sharedLimit.finished(ms, sent.inflight);
+    this.pool.sharedFinished(ms, sent.inflight);
     this.countUnit(ms / 1000, this.session.rowsReceived - sent.rows, this.pool.backendName);
     if (status !== TxStatus.Idle) {
       // Classification admits no statement that opens a transaction; if one did, nobody may share it.

@@ -35,6 +35,9 @@ export class Pool {
   private readonly heldByTenant = new Map<string, number>();
   /** Connections several clients' units are pipelined on right now. */
   private readonly shared: ServerConnection[] = [];
+  /** Shareable units waiting for the limit to admit them, oldest first. */
+  private readonly sharedWaiting: { admit: () => void; timer: NodeJS.Timeout }[] = [];
+  private admitting = false;
   private connecting = 0;
   /** ParameterStatus values of the first server connection, shown to clients at login. */
   serverParams: Map<string, string> | null = null;
@@ -124,6 +127,55 @@ export class Pool {
       return noop;
     }
     return this.acquire((err, conn) => cb(err, conn === null ? null : this.share(conn)));
+  }
+
+  /**
+   * Waits for sharedLimit to admit one more unit: `admit` runs then (in order of arrival), or
+   * `giveUp` after `maxWaitMs` (the pipeline may be held up by a statement that blocks). Returns a
+   * cancel function.
+   */
+  waitForShared(admit: () => void, giveUp: () => void, maxWaitMs: number): () => void {
+    const waiter = {
+      admit,
+      timer: setTimeout(() => {
+        const i = this.sharedWaiting.indexOf(waiter);
+        if (i !== -1) this.sharedWaiting.splice(i, 1);
+        giveUp();
+      }, maxWaitMs),
+    };
+    this.sharedWaiting.push(waiter);
+    return () => {
+      const i = this.sharedWaiting.indexOf(waiter);
+      if (i === -1) return;
+      this.sharedWaiting.splice(i, 1);
+      clearTimeout(waiter.timer);
+    };
+  }
+
+  /** A shared unit was answered after `rttMs` (see Gradient2Limit.finished); waiting units move up. */
+  sharedFinished(rttMs: number, inflightThen: number): void {
+    this.sharedLimit.finished(rttMs, inflightThen);
+    this.admitWaiting();
+  }
+
+  /** A shared unit will never be answered (its client or connection is gone). */
+  sharedDropped(): void {
+    this.sharedLimit.dropped();
+    this.admitWaiting();
+  }
+
+  private admitWaiting(): void {
+    if (this.admitting) return;
+    this.admitting = true;
+    try {
+      while (this.sharedWaiting.length > 0 && this.sharedLimit.admits) {
+        const waiter = this.sharedWaiting.shift()!;
+        clearTimeout(waiter.timer);
+        waiter.admit();
+      }
+    } finally {
+      this.admitting = false;
+    }
   }
 
   private share(conn: ServerConnection): ServerConnection {
