@@ -3,7 +3,7 @@
  * client, bytes passed on as they arrive with no protocol work and no pooling, in a process of
  * its own like pgtenant. Its latency is what a Node.js proxy cannot go below.
  */
-import { captureTail, freePort, spawnTracked, stopChild, waitForPort } from './procs.js';
+import { freePort, spawnTracked, stopChild, untilListening } from './procs.js';
 
 const PIPE = `
 const net = require('node:net');
@@ -30,12 +30,6 @@ export interface RunningNodePipe {
 export async function startNodePipe(backendPort: number): Promise<RunningNodePipe> {
   const port = await freePort();
   const child = spawnTracked(process.execPath, ['-e', PIPE, String(port), String(backendPort)]);
-  const tail = captureTail(child);
-  try {
-    await waitForPort(port, 'node-pipe', child);
-  } catch (err) {
-    await stopChild(child);
-    throw new Error(`${(err as Error).message}\n${tail()}`);
-  }
+  await untilListening(child, port, 'node-pipe');
   return { port, pid: child.pid, stop: () => stopChild(child) };
 }

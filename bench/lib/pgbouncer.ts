@@ -6,7 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { chownSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { captureTail, freePort, onCleanup, run, spawnTracked, stopChild, waitForPort } from './procs.js';
+import { freePort, onCleanup, run, spawnTracked, stopChild, untilListening } from './procs.js';
 
 export interface PgbouncerBinary {
   bin: string;
@@ -108,12 +108,6 @@ export async function startPgbouncer(o: PgbouncerOptions): Promise<RunningPgboun
     for (const f of ['', 'pgbouncer.ini', 'userlist.txt']) chownSync(path.join(dir, f), as.uid, as.gid);
   }
   const child = spawnTracked(o.bin, [path.join(dir, 'pgbouncer.ini')], { cwd: dir, ...(as && { uid: as.uid, gid: as.gid }) });
-  const tail = captureTail(child);
-  try {
-    await waitForPort(port, 'pgbouncer', child);
-  } catch (err) {
-    await stopChild(child);
-    throw new Error(`${(err as Error).message}\n${tail()}`);
-  }
+  await untilListening(child, port, 'pgbouncer');
   return { port, pid: child.pid, config, stop: () => stopChild(child) };
 }

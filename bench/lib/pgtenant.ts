@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { stringify } from 'yaml';
-import { captureTail, freePort, onCleanup, spawnTracked, stopChild, waitForPort } from './procs.js';
+import { freePort, onCleanup, spawnTracked, stopChild, waitForPort, untilListening } from './procs.js';
 
 export interface PgtenantOptions {
   name: string;
@@ -58,13 +58,7 @@ export async function startPgtenant(o: PgtenantOptions): Promise<RunningPgtenant
     cwd: ROOT,
     env: { ...process.env, NODE_ENV: 'production' },
   });
-  const tail = captureTail(child);
-  try {
-    await waitForPort(port, `pgtenant (${o.name})`, child);
-  } catch (err) {
-    await stopChild(child);
-    throw new Error(`${(err as Error).message}\n${tail()}`);
-  }
+  await untilListening(child, port, `pgtenant (${o.name})`);
   if (adminPort !== undefined) await waitForPort(adminPort, `pgtenant admin (${o.name})`, child);
   return { port, pid: child.pid, ...(adminPort !== undefined && { adminPort }), config, stop: () => stopChild(child) };
 }

@@ -104,6 +104,17 @@ export async function waitForPort(port: number, what: string, child?: ChildProce
   }
 }
 
+/** Waits until a server child listens on `port`; if it never does, stops it and fails with its last output. */
+export async function untilListening(child: ChildProcess, port: number, what: string): Promise<void> {
+  const tail = captureTail(child);
+  try {
+    await waitForPort(port, what, child);
+  } catch (err) {
+    await stopChild(child);
+    throw new Error(`${(err as Error).message}\n${tail()}`);
+  }
+}
+
 /** Stop every tracked child and run the registered cleanups (once). */
 export function cleanupAll(): Promise<void> {
   cleaning ??= (async () => {
