@@ -2,7 +2,7 @@ import { appendFile, readFile, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { chainFiles } from '../../../src/audit/files.js';
-import { lineHash } from '../../../src/audit/record.js';
+import { GENESIS, lineHash } from '../../../src/audit/record.js';
 import { verifyAuditFiles } from '../../../src/audit/verify.js';
 import { editLine, readLines, tempDir, writeEvents, writeLines } from './helpers.js';
 
@@ -16,6 +16,15 @@ const thisAltered = (seq: number, where: string): string =>
 
 /** Flips one hex digit of a record's prev, leaving valid JSON. */
 const flipPrev = (line: string): string => line.replace(/"prev":"(.)/, (_, c: string) => `"prev":"${c === 'a' ? 'b' : 'a'}`);
+
+/** Renumbers records from seq 1 and recomputes every prev, as someone rewriting the chain without the key would. */
+function relink(lines: string[]): string[] {
+  const out: string[] = [];
+  for (const [i, l] of lines.entries()) {
+    out.push(l.replace(/"seq":\d+/, `"seq":${i + 1}`).replace(/"prev":"[0-9a-f]{64}"/, `"prev":"${i === 0 ? GENESIS : lineHash(out[i - 1])}"`));
+  }
+  return out;
+}
 
 async function chainOf(count: number, opts: { checkpointKey?: string; checkpointEvery?: number; maxBytes?: number } = {}): Promise<string> {
   const file = path.join(await tempDir(), 'audit.log');
@@ -211,14 +220,7 @@ describe('verifyAuditFiles', () => {
   it('with a key, finds checkpoints stripped from a chain rewritten with recomputed hashes', async () => {
     const file = await chainOf(35, { checkpointKey: 'k1', checkpointEvery: 10 });
     // Drop every checkpoint after the first, renumber and relink, as someone without the key would.
-    const kept = (await readLines(file)).filter((l, i) => i === 10 || !l.includes('"checkpoint"'));
-    const relinked: string[] = [];
-    for (const [i, l] of kept.entries()) {
-      let line = l.replace(/"seq":\d+/, `"seq":${i + 1}`);
-      if (i > 0) line = line.replace(/"prev":"[0-9a-f]{64}"/, `"prev":"${lineHash(relinked[i - 1])}"`);
-      relinked.push(line);
-    }
-    await writeLines(file, relinked);
+    await writeLines(file, relink((await readLines(file)).filter((l, i) => i === 10 || !l.includes('"checkpoint"'))));
     expect(verifyAuditFiles([file])).toEqual({ ok: true, records: 36 });
     expect(verifyAuditFiles([file], 'k1', 10)).toEqual({
       ok: false,
@@ -231,14 +233,7 @@ describe('verifyAuditFiles', () => {
 
   it('with a key, finds a chain with no checkpoint at all once it is longer than checkpointEvery', async () => {
     const file = await chainOf(12, { checkpointKey: 'k1', checkpointEvery: 10 });
-    const relinked: string[] = [];
-    for (const l of (await readLines(file)).filter((x) => !x.includes('"checkpoint"'))) {
-      const i = relinked.length;
-      let line = l.replace(/"seq":\d+/, `"seq":${i + 1}`);
-      line = line.replace(/"prev":"[0-9a-f]{64}"/, `"prev":"${i === 0 ? '0'.repeat(64) : lineHash(relinked[i - 1])}"`);
-      relinked.push(line);
-    }
-    await writeLines(file, relinked);
+    await writeLines(file, relink((await readLines(file)).filter((l) => !l.includes('"checkpoint"'))));
     expect(verifyAuditFiles([file], 'k1', 20)).toEqual({ ok: true, records: 12 });
     expect(verifyAuditFiles([file], 'k1', 10)).toMatchObject({ ok: false, line: 12, seq: 12, reason: 'no checkpoint in 12 records (one is written every 10, audit.checkpointEvery): checkpoints were removed, or the chain was written without the key' });
   });
