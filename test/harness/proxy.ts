@@ -31,8 +31,12 @@ export function testConfig(overrides: Record<string, unknown> = {}): Config {
 }
 
 /** A proxy on a random port; `close()` it in afterAll. */
-export async function startProxy(overrides: Record<string, unknown> = {}): Promise<Proxy> {
-  const config = testConfig(overrides);
+export function startProxy(overrides: Record<string, unknown> = {}): Promise<Proxy> {
+  return startProxyWith(testConfig(overrides));
+}
+
+/** A proxy on `config` as given, logging at PGTENANT_TEST_LOG (silent by default); `close()` it in afterAll. */
+export function startProxyWith(config: Config): Promise<Proxy> {
   return Proxy.start(config, pino({ level: process.env.PGTENANT_TEST_LOG ?? 'silent' }));
 }
 

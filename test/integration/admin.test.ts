@@ -4,10 +4,10 @@
  */
 import { readFileSync } from 'node:fs';
 import pg from 'pg';
-import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { configSchema } from '../../src/config/schema.js';
-import { Proxy } from '../../src/proxy/proxy.js';
+import type { Proxy } from '../../src/proxy/proxy.js';
+import { startProxyWith } from '../harness/proxy.js';
 import { runPsql } from '../harness/binaries.js';
 import { APP_ROLE, backend } from '../harness/postgres.js';
 import { createTenantLayout, tenantConfigInput, type TenantLayout } from '../harness/tenants.js';
@@ -41,7 +41,7 @@ function series(text: string, name: string, labels: string): number | undefined 
 beforeAll(async () => {
   layout = await createTenantLayout();
   const input = tenantConfigInput(layout, { admin: { port: 0, users: [backend().user] } });
-  proxy = await Proxy.start(configSchema.parse(input), pino({ level: process.env.PGTENANT_TEST_LOG ?? 'silent' }));
+  proxy = await startProxyWith(configSchema.parse(input));
 });
 
 afterAll(async () => {

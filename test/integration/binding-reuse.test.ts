@@ -4,11 +4,11 @@
  * One server connection, so every unit runs where the previous one did.
  */
 import pg from 'pg';
-import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { configSchema } from '../../src/config/schema.js';
 import type { Pool } from '../../src/pool/pool.js';
-import { Proxy } from '../../src/proxy/proxy.js';
+import type { Proxy } from '../../src/proxy/proxy.js';
+import { startProxyWith } from '../harness/proxy.js';
 import { APP_ROLE, adminClient } from '../harness/postgres.js';
 import { createTenantLayout, tenantConfigInput, type TenantLayout } from '../harness/tenants.js';
 
@@ -31,7 +31,7 @@ beforeAll(async () => {
   await admin.query("create function public.switch_tenant(t text) returns text language sql as $$ select set_config('app.tenant_id', t, false) $$");
   await admin.end();
   const input = tenantConfigInput(layout, { pool: { mode: 'transaction', size: 1, queueTimeout: '10s' } });
-  proxy = await Proxy.start(configSchema.parse(input), pino({ level: process.env.PGTENANT_TEST_LOG ?? 'silent' }));
+  proxy = await startProxyWith(configSchema.parse(input));
 });
 
 afterAll(async () => {

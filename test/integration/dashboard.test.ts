@@ -6,11 +6,11 @@
  */
 import { existsSync } from 'node:fs';
 import pg from 'pg';
-import pino from 'pino';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { configSchema } from '../../src/config/schema.js';
-import { Proxy } from '../../src/proxy/proxy.js';
+import type { Proxy } from '../../src/proxy/proxy.js';
+import { startProxyWith } from '../harness/proxy.js';
 import { APP_ROLE, backend } from '../harness/postgres.js';
 import { createTenantLayout, tenantConfigInput, type TenantLayout } from '../harness/tenants.js';
 
@@ -46,7 +46,7 @@ async function cell(tenantId: string, col: string): Promise<number> {
 describe.skipIf(!hasChromium)(`admin dashboard in headless Chromium${hasChromium ? '' : ` (skipped: ${CHROMIUM} not found; install it with apt-get install chromium)`}`, () => {
   beforeAll(async () => {
     layout = await createTenantLayout();
-    proxy = await Proxy.start(configSchema.parse(tenantConfigInput(layout, { admin: { port: 0, users: [backend().user] } })), pino({ level: process.env.PGTENANT_TEST_LOG ?? 'silent' }));
+    proxy = await startProxyWith(configSchema.parse(tenantConfigInput(layout, { admin: { port: 0, users: [backend().user] } })));
     browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
   });
 

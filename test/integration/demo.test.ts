@@ -7,12 +7,12 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
-import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mintToken } from '../../src/auth/jwt.js';
 import { loadConfigFile } from '../../src/config/load.js';
 import type { Config } from '../../src/config/schema.js';
-import { Proxy } from '../../src/proxy/proxy.js';
+import type { Proxy } from '../../src/proxy/proxy.js';
+import { startProxyWith } from '../harness/proxy.js';
 import { freePort } from '../harness/ports.js';
 
 let proxy: Proxy;
@@ -35,7 +35,7 @@ beforeAll(async () => {
   main.embedded = { ...main.embedded, dataDir, port: await freePort() };
   config.listen = { ...config.listen, port: 0 };
   config.admin = { ...config.admin, port: 0 };
-  proxy = await Proxy.start(config, pino({ level: process.env.PGTENANT_TEST_LOG ?? 'silent' }));
+  proxy = await startProxyWith(config);
 }, 120_000);
 
 afterAll(async () => {

@@ -6,10 +6,10 @@
 import net from 'node:net';
 import pg from 'pg';
 import postgres from 'postgres';
-import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { configSchema } from '../../src/config/schema.js';
-import { Proxy } from '../../src/proxy/proxy.js';
+import type { Proxy } from '../../src/proxy/proxy.js';
+import { startProxyWith } from '../harness/proxy.js';
 import { cancelRequest } from '../../src/protocol/messages.js';
 import { runPgbench } from '../harness/binaries.js';
 import { APP_ROLE, adminClient, backend } from '../harness/postgres.js';
@@ -55,7 +55,7 @@ function sendCancel(client: pg.Client): Promise<void> {
 beforeAll(async () => {
   layout = await createTenantLayout();
   const input = tenantConfigInput(layout, { pool: { mode: 'transaction', size: 4, queueTimeout: '10s', multiplex: true, sharedConnections: 1, shareBelow: '50ms' }, admin: { port: 0, users: [backend().user] } });
-  proxy = await Proxy.start(configSchema.parse(input), pino({ level: process.env.PGTENANT_TEST_LOG ?? 'silent' }));
+  proxy = await startProxyWith(configSchema.parse(input));
 });
 
 afterAll(async () => {
@@ -100,7 +100,7 @@ describe('multiplexing', () => {
   it('a binding kept on a connection between shared units is sent again after another tenant used it alone', async () => {
     // One server connection, so the other tenant's transaction runs exactly where r1's shared units ran.
     const input = tenantConfigInput(layout, { pool: { mode: 'transaction', size: 1, queueTimeout: '10s', multiplex: true, sharedConnections: 1, shareBelow: '50ms' } });
-    const single = await Proxy.start(configSchema.parse(input), pino({ level: process.env.PGTENANT_TEST_LOG ?? 'silent' }));
+    const single = await startProxyWith(configSchema.parse(input));
     const at = (tenant: string) => ({ ...as(tenant), port: single.port });
     const r1 = new pg.Client(at('r1'));
     const r2 = new pg.Client(at('r2'));
@@ -273,7 +273,7 @@ describe('multiplexing', () => {
     // shareBelow (5 ms, the default), while each statement takes the server far less than that.
     await pgbenchTables();
     const input = tenantConfigInput(layout, { pool: { mode: 'transaction', size: 4, queueTimeout: '10s', multiplex: true, sharedConnections: 1 } });
-    const deep = await Proxy.start(configSchema.parse(input), pino({ level: process.env.PGTENANT_TEST_LOG ?? 'silent' }));
+    const deep = await startProxyWith(configSchema.parse(input));
     try {
       const run = await runPgbench(['-S', '-c', '100', '-j', '2', '-T', '4', ...pgbenchLogin(deep.port)], { env: { PGPASSWORD: APP_ROLE.password }, timeoutMs: 30_000 });
       expect(run.code, run.stdout + run.stderr).toBe(0);

@@ -5,11 +5,11 @@
  * slower replica gets fewer reads (P2C over peak-EWMA, visible in /metrics).
  */
 import pg from 'pg';
-import pino from 'pino';
 import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { configSchema } from '../../src/config/schema.js';
-import { Proxy } from '../../src/proxy/proxy.js';
+import type { Proxy } from '../../src/proxy/proxy.js';
+import { startProxyWith } from '../harness/proxy.js';
 import { startCluster, type Cluster } from '../harness/replication.js';
 import { slowLink, type SlowLink } from '../harness/slow-link.js';
 
@@ -64,7 +64,7 @@ beforeAll(async () => {
     admin: { port: 0, users: ['app'] },
     pool: { mode: 'transaction', size: 8 },
   });
-  proxy = await Proxy.start(config, pino({ level: process.env.PGTENANT_TEST_LOG ?? 'silent' }));
+  proxy = await startProxyWith(config);
 }, 180_000);
 
 afterAll(async () => {

@@ -5,10 +5,10 @@
  */
 import pg from 'pg';
 import postgres from 'postgres';
-import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { configSchema } from '../../src/config/schema.js';
-import { Proxy } from '../../src/proxy/proxy.js';
+import type { Proxy } from '../../src/proxy/proxy.js';
+import { startProxyWith } from '../harness/proxy.js';
 import { APP_ROLE } from '../harness/postgres.js';
 import { createTenantLayout, tenantConfigInput, type TenantLayout } from '../harness/tenants.js';
 
@@ -49,7 +49,7 @@ const SCHEMA_VECTORS = ["set search_path = tenant_s2", "select set_config('searc
 
 beforeAll(async () => {
   layout = await createTenantLayout();
-  proxy = await Proxy.start(configSchema.parse(tenantConfigInput(layout, { pool: { mode: 'transaction', size: 1, queueTimeout: '10s' } })), pino({ level: process.env.PGTENANT_TEST_LOG ?? 'silent' }));
+  proxy = await startProxyWith(configSchema.parse(tenantConfigInput(layout, { pool: { mode: 'transaction', size: 1, queueTimeout: '10s' } })));
 });
 
 afterAll(async () => {

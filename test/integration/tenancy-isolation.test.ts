@@ -7,8 +7,8 @@ import pg from 'pg';
 import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { configSchema } from '../../src/config/schema.js';
-import { Proxy } from '../../src/proxy/proxy.js';
-import pino from 'pino';
+import type { Proxy } from '../../src/proxy/proxy.js';
+import { startProxyWith } from '../harness/proxy.js';
 import { runPsql } from '../harness/binaries.js';
 import { APP_ROLE, adminClient } from '../harness/postgres.js';
 import { ALL_TENANTS, ROW_TENANTS, SEED_ROWS, createTenantLayout, tenantConfigInput, type TenantLayout } from '../harness/tenants.js';
@@ -47,7 +47,7 @@ function expectOnlyOwn(tenant: string, rows: { tenant_id: string }[]): void {
 
 beforeAll(async () => {
   layout = await createTenantLayout();
-  proxy = await Proxy.start(configSchema.parse(tenantConfigInput(layout, { pool: { mode: 'transaction', size: 4, queueTimeout: '10s' } })), pino({ level: process.env.PGTENANT_TEST_LOG ?? 'silent' }));
+  proxy = await startProxyWith(configSchema.parse(tenantConfigInput(layout, { pool: { mode: 'transaction', size: 4, queueTimeout: '10s' } })));
 });
 
 afterAll(async () => {

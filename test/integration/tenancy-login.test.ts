@@ -7,12 +7,12 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
-import pino from 'pino';
 import { SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mintToken } from '../../src/auth/jwt.js';
 import { configSchema, type Config } from '../../src/config/schema.js';
-import { Proxy } from '../../src/proxy/proxy.js';
+import type { Proxy } from '../../src/proxy/proxy.js';
+import { startProxyWith } from '../harness/proxy.js';
 import { APP_ROLE, adminClient, backend } from '../harness/postgres.js';
 import { createTenantLayout, tenantConfigInput, type TenantLayout } from '../harness/tenants.js';
 
@@ -86,7 +86,7 @@ beforeAll(async () => {
   } finally {
     await admin.end();
   }
-  proxy = await Proxy.start(config(), pino({ level: process.env.PGTENANT_TEST_LOG ?? 'silent' }));
+  proxy = await startProxyWith(config());
 });
 
 afterAll(async () => {
