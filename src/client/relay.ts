@@ -203,7 +203,7 @@ export class TransactionRelay {
           () => {
             this.cancelCheckout = null;
             this.exclusiveShape = shape;
-            this.checkout(target);
+            this.checkout();
           },
           SHARED_WAIT_FACTOR * this.shareBelowMs,
         );
