@@ -1,13 +1,15 @@
 import { Frontend, TxStatus } from '../protocol/codes.js';
-import { commandComplete, readyForQuery } from '../protocol/messages.js';
+import { commandComplete, query, readyForQuery } from '../protocol/messages.js';
 import { PgError, SqlState } from '../protocol/sqlstate.js';
 import type { Pool } from '../pool/pool.js';
 import type { ServerConnection } from '../pool/server-connection.js';
+import { Request, SIMPLE, SKIP, TX_START } from '../pool/pending.js';
 import type { ClientSession } from './session.js';
 import type { ShapeStats, UnitClassifier } from '../sql/classify.js';
 import { endsUnit, shareableShape, type Held } from './units.js';
 import { MessageDispatcher } from './dispatch.js';
 import { sendSessionState } from './session-state.js';
+import { transactionControl } from './transaction-control.js';
 import type { ReadRouter } from '../routing/router.js';
 import type { ReplicaState } from '../routing/replicas.js';
 
@@ -19,6 +21,11 @@ const LOCAL_STATEMENT = /^\s*(discard\s+all|deallocate\s+(?:prepare\s+)?(all|"(?
 
 /** A unit over the pipelining limit waits for a slot up to this many times pool.shareBelow. */
 const SHARED_WAIT_FACTOR = 10;
+
+const BEGIN_QUERY = query('BEGIN');
+const BEGIN_ANSWER = Buffer.concat([commandComplete('BEGIN'), readyForQuery(TxStatus.InTransaction)]);
+const COMMIT_ANSWER = Buffer.concat([commandComplete('COMMIT'), readyForQuery(TxStatus.Idle)]);
+const ROLLBACK_ANSWER = Buffer.concat([commandComplete('ROLLBACK'), readyForQuery(TxStatus.Idle)]);
 
 /**
  * Carries one client's messages to server connections: checks one out when the client starts
@@ -54,6 +61,11 @@ export class TransactionRelay {
   private unitBinding: Buffer | null = null;
   /** Pool the exclusive server connection came from: the client's, or a replica's for a read unit. */
   private unitPool: Pool;
+  /**
+   * The client sent a plain BEGIN that pgtenant answered itself: the server gets it ahead of the
+   * client's next statement, so no connection is held (nor a round trip spent) for BEGIN alone.
+   */
+  private deferredBegin = false;
   /** The replica running the current unit (null: the primary). */
   private replica: ReadTarget | null = null;
   /** A read unit waiting for the client's shared units to finish, and its replica. */
@@ -84,6 +96,11 @@ export class TransactionRelay {
     return this.session.server === null && this.held.length === 0;
   }
 
+  /** The client is inside a transaction whose BEGIN has not gone to a server yet. */
+  get inDeferredTransaction(): boolean {
+    return this.deferredBegin;
+  }
+
   message(type: number, buf: Buffer, start: number, end: number): void {
     const server = this.session.server;
     if (server !== null && this.held.length === 0 && this.replica?.autocommit !== true) {
@@ -95,7 +112,8 @@ export class TransactionRelay {
         this.session.closeQuietly();
         return;
       }
-      if (type === Frontend.Query && this.transactionMode && this.answerLocally(buf, start, end)) return;
+      if (type === Frontend.Query && this.transactionMode && this.answerTransactionControl(buf, start, end)) return;
+      if (type === Frontend.Query && this.transactionMode && !this.deferredBegin && this.answerLocally(buf, start, end)) return;
       // A COPY the server already failed: the client's remaining data is dropped, as Postgres drops it.
       if (type === Frontend.CopyData || type === Frontend.CopyDone || type === Frontend.CopyFail) return;
     }
@@ -151,6 +169,7 @@ export class TransactionRelay {
     this.cancelCheckout?.();
     this.cancelCheckout = null;
     this.held = [];
+    this.deferredBegin = false;
     for (const _ of this.sharedSent.splice(0)) this.pool.sharedDropped();
     const server = this.session.server;
     if (server === null) return;
@@ -179,7 +198,7 @@ export class TransactionRelay {
    */
   private route(last: Held): void {
     const router = this.transactionMode ? this.session.readRouter(this.pool) : null;
-    if ((this.classifier === null && router === null) || !this.transactionMode) {
+    if ((this.classifier === null && router === null) || !this.transactionMode || this.deferredBegin) {
       this.checkout();
       return;
     }
@@ -347,6 +366,11 @@ export class TransactionRelay {
       if (target !== null) target.router.set.started(target.state);
       this.replica = target;
       this.attach(conn);
+      if (this.deferredBegin) {
+        this.deferredBegin = false;
+        conn.pending.push(Request.Sync, SKIP | SIMPLE | TX_START);
+        conn.sendOwned(BEGIN_QUERY);
+      }
       this.replayHeld(conn, target?.autocommit === true ? target.length : this.held.length);
     }, this.session.tenant?.tenant, limit);
     if (!done) {
@@ -406,6 +430,13 @@ export class TransactionRelay {
     this.heldBytes = 0;
     this.resumeIfPaused();
     this.session.log.info({ user: this.session.user, code: err.code }, err.message);
+    if (this.deferredBegin) {
+      // The client believes it is in a transaction: an error and 'I' would let its next statements
+      // run outside one, so it is closed instead, as if its server connection had failed.
+      this.deferredBegin = false;
+      this.session.fail(new PgError(err.code, `the transaction could not get a server connection: ${err.message}`, 'FATAL', err.detail, err.hint));
+      return;
+    }
     if (err.code === SqlState.ConnectionUnableToConnect || err.code === SqlState.ConnectionFailure || err.code === SqlState.AdminShutdown) {
       this.session.fail(new PgError(err.code, err.message, 'FATAL', err.detail, err.hint));
       return;
@@ -421,6 +452,27 @@ export class TransactionRelay {
     // Nothing to answer (a session-mode client waiting at login, or one idle in the queue): it cannot
     // be left without a server, so it is closed with the reason.
     if (!answered) this.session.fail(new PgError(err.code, err.message, 'FATAL', err.detail, err.hint));
+  }
+
+  /**
+   * A plain BEGIN is answered at once and sent with the next statement; COMMIT or ROLLBACK right
+   * after it ends the empty transaction without a server. Not with read routing, where the
+   * transaction's statements would be routed one by one.
+   */
+  private answerTransactionControl(buf: Buffer, start: number, end: number): boolean {
+    const control = transactionControl(buf, start, end);
+    if (control === null) return false;
+    if (this.deferredBegin) {
+      if (control === 'begin') return false;
+      this.deferredBegin = false;
+      this.session.send(control === 'commit' ? COMMIT_ANSWER : ROLLBACK_ANSWER);
+    } else {
+      if (control !== 'begin' || this.session.readRouter(this.pool) !== null) return false;
+      this.deferredBegin = true;
+      this.session.send(BEGIN_ANSWER);
+    }
+    this.session.usage.queries++;
+    return true;
   }
 
   /** DISCARD ALL and DEALLOCATE of a protocol-level statement, answered without a server. */

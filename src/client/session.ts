@@ -9,7 +9,7 @@ import { authenticationOk, backendKeyData, errorResponse, negotiateProtocolVersi
 import { Outbox } from '../protocol/outbox.js';
 import { PgError, SqlState } from '../protocol/sqlstate.js';
 import type { Pool } from '../pool/pool.js';
-import type { ServerConnection, ServerOwner } from '../pool/server-connection.js';
+import type { ProxyRequest, ServerConnection, ServerOwner } from '../pool/server-connection.js';
 import { canonicalName, isClientParameter } from './params.js';
 import { MAX_STARTUP_PACKET, parseStartupPacket } from './startup.js';
 import { readLoginRequest } from './login-request.js';
@@ -389,6 +389,11 @@ export class ClientSession implements FrameHandler, ServerOwner {
     this.relay?.serverReady(status, proxyOwn);
   }
 
+  /** Between a BEGIN pgtenant answered itself and the next statement: in a transaction, holding no server. */
+  get inDeferredTransaction(): boolean {
+    return this.relay?.inDeferredTransaction === true;
+  }
+
   /** The client has sent work and waits for a server connection. */
   get waiting(): boolean {
     return this.server === null && this.relay !== null && !this.relay.isIdle;
@@ -428,9 +433,18 @@ export class ClientSession implements FrameHandler, ServerOwner {
     this.usage.error(code);
   }
 
-  proxyRequestFailed(code: string, message: string, binding: boolean): void {
-    if (!binding) {
+  proxyRequestFailed(code: string, message: string, what: ProxyRequest): void {
+    if (what === 'settings') {
       this.log.warn({ user: this.user, pid: this.pid, code, message }, 'a statement pgtenant sent on the client\'s behalf failed');
+      return;
+    }
+    if (what === 'begin') {
+      // The client was told its transaction began: its statements must not run without one.
+      this.log.error({ user: this.user, pid: this.pid, code, message }, 'deferred BEGIN failed; closing the client and its server connection');
+      const server = this.server;
+      this.server = null;
+      server?.close();
+      this.fail(new PgError(SqlState.ConnectionFailure, `pgtenant could not start the transaction on the server: ${message}`, 'FATAL'));
       return;
     }
     // The server connection may still carry another tenant's context: it must not serve anyone.

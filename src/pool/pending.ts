@@ -20,6 +20,8 @@ export const SIMPLE = 0x40;
 export const BLOCKED = 0x80;
 /** Part of the tenant binding: if it fails, the server connection cannot be trusted. */
 export const BINDING = 0x100;
+/** The BEGIN of a transaction pgtenant already confirmed to the client: if it fails, the client cannot go on. */
+export const TX_START = 0x200;
 
 const KIND_MASK = 0x0f;
 

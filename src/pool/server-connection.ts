@@ -8,7 +8,7 @@ import { cstringEnd, parseErrorFields, readCString } from '../protocol/read.js';
 import { sslRequest, startupMessage, TERMINATE } from '../protocol/messages.js';
 import { PgError, SqlState } from '../protocol/sqlstate.js';
 import { authenticateToBackend } from './backend-auth.js';
-import { BINDING, BLOCKED, PendingRequests, Request, SIMPLE, SKIP, SYNTHETIC } from './pending.js';
+import { BINDING, BLOCKED, PendingRequests, Request, SIMPLE, SKIP, SYNTHETIC, TX_START } from './pending.js';
 import { CLOSE_COMPLETE, PARSE_COMPLETE } from '../protocol/messages.js';
 
 /** Whoever holds the server connection right now (a client session) hears about its responses. */
@@ -29,9 +29,12 @@ export interface ServerOwner {
   serverBackpressure(full: boolean): void;
   /** The server sent the client an error (for usage accounting). */
   serverError(code: string): void;
-  /** A request the proxy made on its own failed (logged, not shown to the client); `binding`: it was the tenant binding. */
-  proxyRequestFailed(code: string, message: string, binding: boolean): void;
+  /** A request the proxy made on its own failed (not shown to the client as it is); `what` it was. */
+  proxyRequestFailed(code: string, message: string, what: ProxyRequest): void;
 }
+
+/** Requests pgtenant makes on a client's behalf: the tenant binding, a deferred BEGIN, or settings. */
+export type ProxyRequest = 'binding' | 'begin' | 'settings';
 
 export interface ServerEndpoint {
   host: string;
@@ -333,7 +336,8 @@ export class ServerConnection implements FrameHandler {
 
   private reportSwallowed(owner: ServerOwner, flags: number, buf: Buffer, start: number, end: number): void {
     const f = parseErrorFields(buf, start + 5, end);
-    owner.proxyRequestFailed(f.get('C') ?? SqlState.InternalError, f.get('M') ?? 'unknown error', (flags & BINDING) !== 0);
+    const what = (flags & BINDING) !== 0 ? 'binding' : (flags & TX_START) !== 0 ? 'begin' : 'settings';
+    owner.proxyRequestFailed(f.get('C') ?? SqlState.InternalError, f.get('M') ?? 'unknown error', what);
   }
 
   /** Answer proxy-made requests that are now at the head of the queue. */

@@ -343,7 +343,7 @@ export class Proxy implements SessionHost {
     const deadline = Date.now() + timeoutMs;
     while (this.sessions.size > 0 && Date.now() < deadline) {
       for (const session of this.sessions.values()) {
-        if (session.server === null) session.terminate(SqlState.AdminShutdown, 'terminating connection due to administrator command: pgtenant is shutting down');
+        if (session.server === null && !session.inDeferredTransaction) session.terminate(SqlState.AdminShutdown, 'terminating connection due to administrator command: pgtenant is shutting down');
       }
       if (this.sessions.size > 0) await sleep(50);
     }
