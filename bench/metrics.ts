@@ -82,8 +82,8 @@ async function populateTenants(port: number, n: number): Promise<void> {
 
 async function main(): Promise<void> {
   installExitHandlers();
-  const server = await startBenchPostgres({ scale, user: USER, password: PASSWORD, database: DB });
-  const common = { backendPort: server.port, database: DB, user: USER, password: PASSWORD, poolSize, tenancy: { guard: true } };
+  const server = await startBenchPostgres({ scale, user: USER, password: PASSWORD, database: DB, unixSocket: false });
+  const common = { backendHost: '127.0.0.1', backendPort: server.port, database: DB, user: USER, password: PASSWORD, poolSize, tenancy: { guard: true } };
   const off = await startPgtenant({ ...common, name: 'metrics-off' });
   const on = await startPgtenant({ ...common, name: 'metrics-on', admin: true });
   const adminPort = on.adminPort!;

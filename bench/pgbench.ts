@@ -1,12 +1,13 @@
 /**
  * pgbench matrix through PgBouncer and pgtenant vs direct Postgres, same run, same server (issue 4).
  *   npm run bench -- [--seconds 10] [--runs 3] [--scale 10] [--pool 20] [--only S-c32,prepared-c16]
- *                    [--targets direct,pgbouncer,pgtenant-mux]
+ *                    [--targets direct,pgbouncer,pgtenant-mux] [--backend tcp|unix]
  * Cells: -S at c=1/8/32/128, -S -M extended and -S -M prepared at c=16, tpcb-like at c=16, -S -C at c=8.
  * Targets: direct; pgbouncer (transaction mode, default_pool_size = --pool; installed with apt-get when
  * missing); pgtenant (row-placement tenant bench@t1, binding and guard on); pgtenant-mux (the same with
  * pool.multiplex); pgtenant-plain (no tenancy); node-pipe (a bare Node.js TCP pipe, no pooling: the
- * floor for a proxy on Node.js).
+ * floor for a proxy on Node.js). --backend unix: the proxies reach Postgres through its Unix-domain
+ * socket (pgbench still connects to every target over TCP), as when they run on the database host.
  * pgtenant runs in child processes. Targets are interleaved within each cell, each cell is repeated
  * --runs times and medians are reported. Writes bench/results/bench-<time>.json and .svg.
  */
@@ -32,6 +33,7 @@ const { values } = parseArgs({
     pool: { type: 'string', default: '20' },
     only: { type: 'string' },
     targets: { type: 'string' },
+    backend: { type: 'string', default: 'tcp' },
   },
 });
 const { seconds, runs, scale, pool: poolSize } = positiveIntegers({ seconds: values.seconds, runs: values.runs, scale: values.scale, pool: values.pool });
@@ -43,6 +45,9 @@ const TARGET_NAMES = ['direct', 'pgbouncer', 'pgtenant', 'pgtenant-mux', 'pgtena
 const wanted = values.targets?.split(',').map((s) => s.trim()).filter((s) => s !== '') ?? TARGET_NAMES;
 const unknownTargets = wanted.filter((n) => !TARGET_NAMES.includes(n));
 if (unknownTargets.length > 0) throw new Error(`unknown target(s) ${unknownTargets.join(', ')}; known: ${TARGET_NAMES.join(', ')}`);
+
+if (values.backend !== 'tcp' && values.backend !== 'unix') throw new Error('--backend must be tcp or unix');
+const unixSocket = values.backend === 'unix';
 
 const DB = 'bench';
 const USER = 'bench';
@@ -70,16 +75,17 @@ async function main(): Promise<void> {
   const bouncerNote = 'unavailable' in bouncerBin ? `pgbouncer: NOT BENCHMARKED — ${bouncerBin.unavailable}` : `pgbouncer: ${bouncerBin.version}`;
   if ('unavailable' in bouncerBin) console.log(`${bouncerNote}; continuing without it`);
 
-  const server = await startBenchPostgres({ scale, user: USER, password: PASSWORD, database: DB });
+  const server = await startBenchPostgres({ scale, user: USER, password: PASSWORD, database: DB, unixSocket });
+  const backendHost = server.socketDir ?? '127.0.0.1';
   const targets: Target[] = [];
   if (wanted.includes('direct')) targets.push({ name: 'direct', port: server.port, user: USER });
   let bouncerConfig: string | undefined;
   if (!('unavailable' in bouncerBin) && wanted.includes('pgbouncer')) {
-    const b = await startPgbouncer({ bin: bouncerBin.bin, backendPort: server.port, database: DB, user: USER, password: PASSWORD, poolSize });
+    const b = await startPgbouncer({ bin: bouncerBin.bin, backendHost, backendPort: server.port, database: DB, user: USER, password: PASSWORD, poolSize });
     bouncerConfig = b.config;
     targets.push({ name: 'pgbouncer', port: b.port, pid: b.pid, user: USER });
   }
-  const common = { backendPort: server.port, database: DB, user: USER, password: PASSWORD, poolSize };
+  const common = { backendHost, backendPort: server.port, database: DB, user: USER, password: PASSWORD, poolSize };
   const pgtenantConfigs: Record<string, unknown> = {};
   const pgtenants = [
     { name: 'pgtenant', user: `${USER}@t1`, tenancy: { guard: true } },
@@ -93,7 +99,7 @@ async function main(): Promise<void> {
   }
 
   if (wanted.includes('node-pipe')) {
-    const pipe = await startNodePipe(server.port);
+    const pipe = await startNodePipe(server.port, server.socketDir);
     targets.push({ name: 'node-pipe', port: pipe.port, pid: pipe.pid, user: USER });
   }
 
@@ -131,7 +137,7 @@ async function main(): Promise<void> {
 
   const names = targets.map((t) => t.name);
   const summary = summarize(samples, cells.map((c) => c.name), names);
-  const header = `pgbench ${seconds} s × ${runs} runs (medians), scale ${scale}, pool ${poolSize}, ${os.cpus().length} CPUs; Postgres ${server.version}; ${bouncerNote}; node ${process.version}`;
+  const header = `pgbench ${seconds} s × ${runs} runs (medians), scale ${scale}, pool ${poolSize}, proxies to Postgres over ${unixSocket ? 'its Unix-domain socket' : 'TCP'}, ${os.cpus().length} CPUs; Postgres ${server.version}; ${bouncerNote}; node ${process.version}`;
   console.log(`\n${header}\n`);
   console.log(markdownTable(summary));
   const tp = summary.find((s) => s.cell === 'prepared-c16' && s.target === 'pgtenant');
@@ -146,7 +152,7 @@ async function main(): Promise<void> {
     started: started.toISOString(),
     finished: new Date().toISOString(),
     command: `npm run bench -- ${process.argv.slice(2).join(' ')}`.trim(),
-    options: { seconds, runs, scale, pool: poolSize, cells: cells.map((c) => c.name) },
+    options: { seconds, runs, scale, pool: poolSize, backend: values.backend, cells: cells.map((c) => c.name) },
     machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, node: process.version },
     versions: { postgres: server.version, pgbench: (await run(path.join('/usr/lib/postgresql/15/bin', 'pgbench'), ['--version'])).out.trim(), pgbouncer: bouncerNote, pgtenant: pgtenantVersion },
     targets: targets.map((t) => ({ name: t.name, user: t.user })),

@@ -7,9 +7,10 @@ import { freePort, spawnTracked, stopChild, untilListening } from './procs.js';
 
 const PIPE = `
 const net = require('node:net');
-const [port, backendPort] = process.argv.slice(1).map(Number);
+const [port, backendPort] = process.argv.slice(1, 3).map(Number);
+const socketDir = process.argv[3];
 net.createServer((client) => {
-  const server = net.connect(backendPort, '127.0.0.1');
+  const server = socketDir ? net.connect(socketDir + '/.s.PGSQL.' + backendPort) : net.connect(backendPort, '127.0.0.1');
   client.setNoDelay(true);
   server.setNoDelay(true);
   client.on('data', (d) => server.write(d));
@@ -27,9 +28,10 @@ export interface RunningNodePipe {
   stop(): Promise<void>;
 }
 
-export async function startNodePipe(backendPort: number): Promise<RunningNodePipe> {
+/** `socketDir`: reach the server through its Unix-domain socket instead of TCP. */
+export async function startNodePipe(backendPort: number, socketDir?: string): Promise<RunningNodePipe> {
   const port = await freePort();
-  const child = spawnTracked(process.execPath, ['-e', PIPE, String(port), String(backendPort)]);
+  const child = spawnTracked(process.execPath, ['-e', PIPE, String(port), String(backendPort), ...(socketDir === undefined ? [] : [socketDir])]);
   await untilListening(child, port, 'node-pipe');
   return { port, pid: child.pid, stop: () => stopChild(child) };
 }

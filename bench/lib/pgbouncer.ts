@@ -61,6 +61,8 @@ function runAs(): { uid: number; gid: number; name: string } | undefined {
 
 export interface PgbouncerOptions {
   bin: string;
+  /** 127.0.0.1, or the directory of the server's Unix-domain socket. */
+  backendHost: string;
   backendPort: number;
   database: string;
   user: string;
@@ -82,7 +84,7 @@ export async function startPgbouncer(o: PgbouncerOptions): Promise<RunningPgboun
   const port = await freePort();
   const config = [
     '[databases]',
-    `${o.database} = host=127.0.0.1 port=${o.backendPort} dbname=${o.database}`,
+    `${o.database} = host=${o.backendHost} port=${o.backendPort} dbname=${o.database}`,
     '',
     '[pgbouncer]',
     'listen_addr = 127.0.0.1',

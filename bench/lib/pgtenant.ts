@@ -10,6 +10,8 @@ import { freePort, onCleanup, spawnTracked, stopChild, waitForPort, untilListeni
 
 export interface PgtenantOptions {
   name: string;
+  /** 127.0.0.1, or the directory of the server's Unix-domain socket. */
+  backendHost: string;
   backendPort: number;
   database: string;
   user: string;
@@ -41,7 +43,7 @@ export async function startPgtenant(o: PgtenantOptions): Promise<RunningPgtenant
   const port = await freePort();
   const config: Record<string, unknown> = {
     listen: { host: '127.0.0.1', port },
-    backends: { main: { host: '127.0.0.1', port: o.backendPort } },
+    backends: { main: { host: o.backendHost, port: o.backendPort } },
     users: { [o.user]: { password: o.password } },
     pool: { mode: 'transaction', size: o.poolSize, queueTimeout: '30s', shutdownTimeout: '1s' },
     log: { level: 'warn' },

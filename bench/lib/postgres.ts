@@ -15,11 +15,13 @@ export const PGBIN = '/usr/lib/postgresql/15/bin';
 export interface BenchPostgres {
   port: number;
   version: string;
+  /** Directory of its Unix-domain socket, when asked for. */
+  socketDir?: string;
   /** Run statements one by one (each in its own implicit transaction) as the superuser, on a fresh connection. */
   sql(...statements: string[]): Promise<void>;
 }
 
-export async function startBenchPostgres(o: { scale: number; user: string; password: string; database: string }): Promise<BenchPostgres> {
+export async function startBenchPostgres(o: { scale: number; user: string; password: string; database: string; unixSocket: boolean }): Promise<BenchPostgres> {
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'pgtenant-bench-pgdata-'));
   onHardExit(() => {
     try {
@@ -31,7 +33,7 @@ export async function startBenchPostgres(o: { scale: number; user: string; passw
     rmSync(dataDir, { recursive: true, force: true });
   });
   const port = await freePort();
-  const server = await startEmbeddedPostgres({ dataDir, port, user: 'postgres', password: 'postgres', persistent: false });
+  const server = await startEmbeddedPostgres({ dataDir, port, user: 'postgres', password: 'postgres', persistent: false, unixSocket: o.unixSocket });
   onCleanup('embedded Postgres', () => server.stop());
 
   const sql = async (...statements: string[]): Promise<void> => {
@@ -55,5 +57,5 @@ export async function startBenchPostgres(o: { scale: number; user: string; passw
     env: { ...process.env, PGPASSWORD: o.password },
   });
   if (init.code !== 0 || !/done in/.test(init.out)) throw new Error(`pgbench -i failed:\n${init.out}`);
-  return { port, version, sql };
+  return { port, version, sql, ...(server.socketDir !== undefined && { socketDir: server.socketDir }) };
 }

@@ -13,6 +13,8 @@ export interface EmbeddedPostgresOptions {
   persistent: boolean;
   /** Receives Postgres/initdb output line by line; discarded by default. */
   onLog?: (line: string) => void;
+  /** Also listen on a Unix-domain socket in the data directory (`socketDir` of the server). */
+  unixSocket?: boolean;
 }
 
 export interface EmbeddedPostgresServer {
@@ -20,6 +22,8 @@ export interface EmbeddedPostgresServer {
   port: number;
   user: string;
   password: string;
+  /** Directory of the server's Unix-domain socket, when asked for. */
+  socketDir?: string;
   stop(): Promise<void>;
 }
 
@@ -29,8 +33,8 @@ const STOP_GRACE_MS = 5_000;
 const LOG_TAIL_LINES = 30;
 
 // Light, throwaway-friendly server settings (all verified against PG 18):
-// TCP on loopback only, no Unix socket (so no socket dir permissions to get
-// right), durability off because the data is disposable, enough connection
+// TCP on loopback only, no Unix socket unless asked for (then in the data
+// directory, which belongs to the server's OS user), durability off because the data is disposable, enough connection
 // slots for pool tests, and no two-phase commit.
 const POSTGRES_FLAGS = [
   '-c', `listen_addresses=${HOST}`,
@@ -95,7 +99,7 @@ export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Prom
     createPostgresUser: asRoot,
     // fsync is off for the server anyway; skipping initdb's sync saves time.
     initdbFlags: ['--no-sync'],
-    postgresFlags: POSTGRES_FLAGS,
+    postgresFlags: opts.unixSocket === true ? [...POSTGRES_FLAGS, '-c', `unix_socket_directories=${dataDir}`] : POSTGRES_FLAGS,
     onLog: log,
     onError: (err) => log(String(err)),
   });
@@ -120,7 +124,7 @@ export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Prom
   ]);
   timeout.abort();
   if (outcome === 'ready') {
-    return { host: HOST, port: opts.port, user: opts.user, password: opts.password, stop: () => pg.stop() };
+    return { host: HOST, port: opts.port, user: opts.user, password: opts.password, ...(opts.unixSocket === true && { socketDir: dataDir }), stop: () => pg.stop() };
   }
 
   if (outcome === 'timeout') {

@@ -76,6 +76,7 @@ const readRouting = z.strictObject({
 });
 
 const remoteBackend = z.strictObject({
+  /** A TCP host, or (starting with '/') the directory of the server's Unix-domain socket, as in libpq. */
   host: z.string(),
   port: port.default(5432),
   /** Login the proxy uses on this backend; defaults to the client's user name. */
@@ -265,6 +266,10 @@ export const configSchema = z.strictObject({
     const names = b.replicas.map(replicaName);
     const twice = names.find((n, i) => names.indexOf(n) !== i);
     if (twice !== undefined) ctx.addIssue({ code: 'custom', path: ['backends', name, 'replicas'], message: `replica "${twice}" is listed twice; give each replica its own name` });
+    const socketHost = [b.host, ...b.replicas.map((r) => r.host)].find((h) => h.startsWith('/'));
+    if (socketHost !== undefined && (b.tls.mode === 'require' || b.tls.mode === 'verify-full')) {
+      ctx.addIssue({ code: 'custom', path: ['backends', name, 'tls', 'mode'], message: `tls.mode ${b.tls.mode} cannot be met over the Unix-domain socket in ${socketHost}: Postgres offers no TLS there; use a TCP host or tls.mode disable/prefer` });
+    }
   }
   for (const name of cfg.admin.users) {
     if (!(name in cfg.users)) ctx.addIssue({ code: 'custom', path: ['admin', 'users'], message: `admin user "${name}" is not defined under users` });

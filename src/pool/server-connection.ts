@@ -359,9 +359,17 @@ export class ServerConnection implements FrameHandler {
   }
 }
 
+/**
+ * Where to connect, as libpq reads `host`: a path (starting with '/') is the directory of the
+ * server's Unix-domain socket `.s.PGSQL.<port>`, anything else a TCP host.
+ */
+export function socketAddress(host: string, port: number): net.NetConnectOpts {
+  return host.startsWith('/') ? { path: `${host.replace(/\/+$/, '')}/.s.PGSQL.${port}` } : { host, port };
+}
+
 function openSocket(ep: ServerEndpoint, timeout: number): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
-    const socket = net.connect({ host: ep.host, port: ep.port });
+    const socket = net.connect(socketAddress(ep.host, ep.port));
     const timer = setTimeout(() => {
       socket.destroy();
       reject(new PgError(SqlState.ConnectionUnableToConnect, `could not connect to server ${ep.host}:${ep.port}: timed out after ${timeout} ms`));
@@ -380,7 +388,8 @@ function openSocket(ep: ServerEndpoint, timeout: number): Promise<net.Socket> {
 }
 
 async function negotiateTls(socket: net.Socket, ep: ServerEndpoint, deadline: number): Promise<net.Socket> {
-  if (ep.tls.mode === 'disable') return socket;
+  // Postgres offers no TLS on its Unix-domain socket (libpq does not ask there either).
+  if (ep.tls.mode === 'disable' || ep.host.startsWith('/')) return socket;
   socket.write(sslRequest());
   const answer = await readOneByte(socket, deadline);
   if (answer !== 0x53) {

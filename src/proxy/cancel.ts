@@ -7,7 +7,7 @@ import net from 'node:net';
 import type { Logger } from 'pino';
 import type { ClientSession } from '../client/session.js';
 import { cancelRequest } from '../protocol/messages.js';
-import type { ServerConnection } from '../pool/server-connection.js';
+import { socketAddress, type ServerConnection } from '../pool/server-connection.js';
 
 /** Tries (about 1 ms apart) a cancel waits for pgtenant's own statements or other clients' units ahead. */
 const ATTEMPTS = 1000;
@@ -58,7 +58,7 @@ function forwardToShared(session: ClientSession, log: Logger, attempt: number): 
 
 function send(server: ServerConnection, log: Logger, done?: () => void): void {
   const { host, port } = server.endpoint;
-  const socket = net.connect({ host, port }, () => socket.end(cancelRequest(server.backendPid, server.backendSecret)));
+  const socket = net.connect(socketAddress(host, port), () => socket.end(cancelRequest(server.backendPid, server.backendSecret)));
   socket.on('error', (err) => log.warn({ err: err.message }, 'forwarding a cancel request failed'));
   socket.setTimeout(5000, () => socket.destroy());
   // The server signals the backend before it closes the cancel connection.
