@@ -1,31 +1,22 @@
 import { Frontend, TxStatus } from '../protocol/codes.js';
-import { commandComplete, query, readyForQuery } from '../protocol/messages.js';
+import { readyForQuery } from '../protocol/messages.js';
 import { PgError, SqlState } from '../protocol/sqlstate.js';
 import type { Pool } from '../pool/pool.js';
 import type { ServerConnection } from '../pool/server-connection.js';
-import { Request, SIMPLE, SKIP, TX_START } from '../pool/pending.js';
 import type { ClientSession } from './session.js';
 import type { ShapeStats, UnitClassifier } from '../sql/classify.js';
 import { endsUnit, shareableShape, type Held } from './units.js';
 import { MessageDispatcher } from './dispatch.js';
 import { sendSessionState } from './session-state.js';
-import { transactionControl } from './transaction-control.js';
+import { LocalAnswers } from './local-answers.js';
 import type { ReadRouter } from '../routing/router.js';
 import type { ReplicaState } from '../routing/replicas.js';
 
 /** Above this many bytes held while waiting for a server, stop reading the client. */
 const HELD_LIMIT = 1 << 20;
 
-/** DISCARD ALL / DEALLOCATE … that pgtenant answers itself when the client holds no server. */
-const LOCAL_STATEMENT = /^\s*(discard\s+all|deallocate\s+(?:prepare\s+)?(all|"(?:[^"]|"")+"|[a-z_][a-z0-9_$]*))\s*;?\s*$/i;
-
 /** A unit over the pipelining limit waits for a slot up to this many times pool.shareBelow. */
 const SHARED_WAIT_FACTOR = 10;
-
-const BEGIN_QUERY = query('BEGIN');
-const BEGIN_ANSWER = Buffer.concat([commandComplete('BEGIN'), readyForQuery(TxStatus.InTransaction)]);
-const COMMIT_ANSWER = Buffer.concat([commandComplete('COMMIT'), readyForQuery(TxStatus.Idle)]);
-const ROLLBACK_ANSWER = Buffer.concat([commandComplete('ROLLBACK'), readyForQuery(TxStatus.Idle)]);
 
 /**
  * Carries one client's messages to server connections: checks one out when the client starts
@@ -61,11 +52,8 @@ export class TransactionRelay {
   private unitBinding: Buffer | null = null;
   /** Pool the exclusive server connection came from: the client's, or a replica's for a read unit. */
   private unitPool: Pool;
-  /**
-   * The client sent a plain BEGIN that pgtenant answered itself: the server gets it ahead of the
-   * client's next statement, so no connection is held (nor a round trip spent) for BEGIN alone.
-   */
-  private deferredBegin = false;
+  /** DISCARD ALL, DEALLOCATE and plain transaction control answered without a server. */
+  private readonly local: LocalAnswers;
   /** The replica running the current unit (null: the primary). */
   private replica: ReadTarget | null = null;
   /** A read unit waiting for the client's shared units to finish, and its replica. */
@@ -85,6 +73,7 @@ export class TransactionRelay {
     this.unitPool = pool;
     this.keepBindings = purity !== null;
     this.messages = new MessageDispatcher(session, transactionMode, statementLimit, purity);
+    this.local = new LocalAnswers(session, this.messages.statements, () => this.session.readRouter(this.pool) === null);
   }
 
   /** Session mode: the client holds one server connection for its whole life. */
@@ -98,7 +87,7 @@ export class TransactionRelay {
 
   /** The client is inside a transaction whose BEGIN has not gone to a server yet. */
   get inDeferredTransaction(): boolean {
-    return this.deferredBegin;
+    return this.local.deferredBegin;
   }
 
   message(type: number, buf: Buffer, start: number, end: number): void {
@@ -112,8 +101,7 @@ export class TransactionRelay {
         this.session.closeQuietly();
         return;
       }
-      if (type === Frontend.Query && this.transactionMode && this.answerTransactionControl(buf, start, end)) return;
-      if (type === Frontend.Query && this.transactionMode && !this.deferredBegin && this.answerLocally(buf, start, end)) return;
+      if (type === Frontend.Query && this.transactionMode && this.local.answer(buf, start, end)) return;
       // A COPY the server already failed: the client's remaining data is dropped, as Postgres drops it.
       if (type === Frontend.CopyData || type === Frontend.CopyDone || type === Frontend.CopyFail) return;
     }
@@ -169,7 +157,7 @@ export class TransactionRelay {
     this.cancelCheckout?.();
     this.cancelCheckout = null;
     this.held = [];
-    this.deferredBegin = false;
+    this.local.deferredBegin = false;
     for (const _ of this.sharedSent.splice(0)) this.pool.sharedDropped();
     const server = this.session.server;
     if (server === null) return;
@@ -198,7 +186,7 @@ export class TransactionRelay {
    */
   private route(last: Held): void {
     const router = this.transactionMode ? this.session.readRouter(this.pool) : null;
-    if ((this.classifier === null && router === null) || !this.transactionMode || this.deferredBegin) {
+    if ((this.classifier === null && router === null) || !this.transactionMode || this.local.deferredBegin) {
       this.checkout();
       return;
     }
@@ -259,7 +247,7 @@ export class TransactionRelay {
       this.heldBytes = 0;
       this.sharedUnits++;
       this.session.usageRegistry.sharedUnits++;
-      this.pool.sharedLimit.started();
+      this.pool.sharedStarted();
       this.sharedSent.push({ at: performance.now(), shape, rows: this.session.rowsReceived, inflight: this.pool.sharedLimit.inflight });
       for (const h of held) this.dispatch(conn, h.type, h.buf, h.start, h.end);
       this.resumeIfPaused();
@@ -366,11 +354,7 @@ export class TransactionRelay {
       if (target !== null) target.router.set.started(target.state);
       this.replica = target;
       this.attach(conn);
-      if (this.deferredBegin) {
-        this.deferredBegin = false;
-        conn.pending.push(Request.Sync, SKIP | SIMPLE | TX_START);
-        conn.sendOwned(BEGIN_QUERY);
-      }
+      this.local.sendDeferredBegin(conn);
       this.replayHeld(conn, target?.autocommit === true ? target.length : this.held.length);
     }, this.session.tenant?.tenant, limit);
     if (!done) {
@@ -430,10 +414,10 @@ export class TransactionRelay {
     this.heldBytes = 0;
     this.resumeIfPaused();
     this.session.log.info({ user: this.session.user, code: err.code }, err.message);
-    if (this.deferredBegin) {
+    if (this.local.deferredBegin) {
       // The client believes it is in a transaction: an error and 'I' would let its next statements
       // run outside one, so it is closed instead, as if its server connection had failed.
-      this.deferredBegin = false;
+      this.local.deferredBegin = false;
       this.session.fail(new PgError(err.code, `the transaction could not get a server connection: ${err.message}`, 'FATAL', err.detail, err.hint));
       return;
     }
@@ -452,50 +436,6 @@ export class TransactionRelay {
     // Nothing to answer (a session-mode client waiting at login, or one idle in the queue): it cannot
     // be left without a server, so it is closed with the reason.
     if (!answered) this.session.fail(new PgError(err.code, err.message, 'FATAL', err.detail, err.hint));
-  }
-
-  /**
-   * A plain BEGIN is answered at once and sent with the next statement; COMMIT or ROLLBACK right
-   * after it ends the empty transaction without a server. Not with read routing, where the
-   * transaction's statements would be routed one by one.
-   */
-  private answerTransactionControl(buf: Buffer, start: number, end: number): boolean {
-    const control = transactionControl(buf, start, end);
-    if (control === null) return false;
-    if (this.deferredBegin) {
-      if (control === 'begin') return false;
-      this.deferredBegin = false;
-      this.session.send(control === 'commit' ? COMMIT_ANSWER : ROLLBACK_ANSWER);
-    } else {
-      if (control !== 'begin' || this.session.readRouter(this.pool) !== null) return false;
-      this.deferredBegin = true;
-      this.session.send(BEGIN_ANSWER);
-    }
-    this.session.usage.queries++;
-    return true;
-  }
-
-  /** DISCARD ALL and DEALLOCATE of a protocol-level statement, answered without a server. */
-  private answerLocally(buf: Buffer, start: number, end: number): boolean {
-    if (end - start > 200) return false;
-    const first = buf[start + 5] | 0x20;
-    if (first !== 0x64 /* d */ && buf[start + 5] !== 0x20) return false;
-    const m = LOCAL_STATEMENT.exec(buf.toString('utf8', start + 5, end - 1));
-    if (m === null) return false;
-    if (/^discard/i.test(m[1])) {
-      this.messages.statements.clear();
-      this.session.resetSettings();
-      this.session.send(commandComplete('DISCARD ALL'));
-    } else if (m[2].toLowerCase() === 'all') {
-      this.messages.statements.clear();
-      this.session.send(commandComplete('DEALLOCATE ALL'));
-    } else {
-      const name = m[2].startsWith('"') ? m[2].slice(1, -1).replace(/""/g, '"') : m[2].toLowerCase();
-      if (!this.messages.statements.delete(name)) return false;
-      this.session.send(commandComplete('DEALLOCATE'));
-    }
-    this.session.send(readyForQuery(TxStatus.Idle));
-    return true;
   }
 
   /** Sends a client message; the first one on an exclusive server connection starts a unit of work. */

@@ -152,6 +152,11 @@ export class Pool {
     };
   }
 
+  /** A shared unit was sent; sharedFinished or sharedDropped ends it. */
+  sharedStarted(): void {
+    this.sharedLimit.started();
+  }
+
   /** A shared unit was answered after `rttMs` (see Gradient2Limit.finished); waiting units move up. */
   sharedFinished(rttMs: number, inflightThen: number): void {
     this.sharedLimit.finished(rttMs, inflightThen);
