@@ -52,7 +52,7 @@ export class MessageDispatcher {
   /** One statement text that cannot change session state (cached per statement shape). */
   private pureStatement(sql: string, simple: boolean): boolean {
     const shape = this.classifier?.shapeOf(sql, simple);
-    return shape !== undefined && this.classifier!.stats(shape, sql).shareable;
+    return shape !== undefined && this.classifier!.stats(shape, sql).pure;
   }
 
   /** The guard's verdict on a statement text of a tenant client; null when it may run. */

@@ -22,7 +22,14 @@ const PLAIN_OPERATORS = new Set(['=', '<>', '!=', '<', '>', '<=', '>=', '+', '-'
 const UNUSUAL = /[\\$&"]|--|\/\*/;
 
 export interface ShapeStats {
+  /** May share a pipelined connection: an autocommit unit that cannot change or read session state. */
   shareable: boolean;
+  /**
+   * Cannot change session state, so a tenant binding sent before it stays in place: the shareable
+   * statements, and transaction control (BEGIN, COMMIT, ROLLBACK, savepoints), which only undoes
+   * changes made inside the transaction, and the binding is always sent before one starts.
+   */
+  pure: boolean;
   /** Peak-sensitive moving average of the unit's latency (ms); NaN before the first run. */
   latencyMs: number;
   runs: number;
@@ -62,7 +69,7 @@ export class UnitClassifier {
   stats(shape: string, sql: string): ShapeStats {
     let s = this.shapes.get(shape);
     if (s === undefined) {
-      s = { shareable: classify(sql), latencyMs: Number.NaN, runs: 0, latency: null };
+      s = { ...classify(sql), latencyMs: Number.NaN, runs: 0, latency: null };
       this.shapes.set(shape, s);
     }
     return s;
@@ -86,19 +93,23 @@ export class UnitClassifier {
   }
 }
 
-function classify(sql: string): boolean {
+const NEITHER = { shareable: false, pure: false };
+
+function classify(sql: string): { shareable: boolean; pure: boolean } {
   let tree: { stmts?: { stmt?: Node }[] };
   try {
     tree = parseSync(sql) as typeof tree;
   } catch {
-    return false;
+    return NEITHER;
   }
   const stmts = tree.stmts ?? [];
-  if (stmts.length !== 1 || !isNode(stmts[0].stmt)) return false;
+  if (stmts.length !== 1 || !isNode(stmts[0].stmt)) return NEITHER;
   const [kind, body] = Object.entries(stmts[0].stmt)[0] ?? [];
-  if (kind === undefined || !UNIT_STATEMENTS.has(kind)) return false;
-  if (kind === 'SelectStmt' && isNode(body) && body.intoClause !== undefined) return false;
-  return pure(body);
+  if (kind === 'TransactionStmt') return { shareable: false, pure: true };
+  if (kind === undefined || !UNIT_STATEMENTS.has(kind)) return NEITHER;
+  if (kind === 'SelectStmt' && isNode(body) && body.intoClause !== undefined) return NEITHER;
+  const p = pure(body);
+  return { shareable: p, pure: p };
 }
 
 /** No function or operator beyond the plain ones anywhere in the tree. */

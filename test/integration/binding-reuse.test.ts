@@ -63,6 +63,32 @@ describe('binding kept between units', () => {
     await r1.end();
   });
 
+  it('is kept after transactions of plain statements, savepoints and rollbacks included', async () => {
+    const r1 = await client('r1');
+    expect(await tenantsSeen(r1)).toEqual(['r1']);
+    await r1.query('begin');
+    await r1.query('update items set name = name where id = $1', [1]);
+    await r1.query('commit');
+    expect(kept()).toBe(true);
+    await r1.query('begin');
+    await r1.query('savepoint a');
+    await r1.query('select tenant_id from items where id = $1', [2]);
+    await r1.query('rollback to savepoint a');
+    await r1.query('rollback');
+    expect(kept()).toBe(true);
+    // The kept binding is really there: the next transaction sees r1's rows, and only those.
+    await r1.query('begin');
+    expect(await tenantsSeen(r1)).toEqual(['r1']);
+    await r1.query('commit');
+    // A transaction that changes the setting still drops it.
+    await r1.query('begin');
+    await r1.query("select switch_tenant('r2')");
+    await r1.query('rollback');
+    expect(kept()).toBe(false);
+    expect(await tenantsSeen(r1)).toEqual(['r1']);
+    await r1.end();
+  });
+
   it('another tenant on the same connection always gets its own binding', async () => {
     const r1 = await client('r1');
     const r2 = await client('r2');

@@ -7,7 +7,9 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import type { Proxy } from '../../src/proxy/proxy.js';
 import { APP_ROLE, adminClient, createDatabase, uniqueName } from '../harness/postgres.js';
-import { startProxy, viaProxy } from '../harness/proxy.js';
+import { configSchema } from '../../src/config/schema.js';
+import { startProxy, startProxyWith, viaProxy } from '../harness/proxy.js';
+import { createTenantLayout, tenantConfigInput } from '../harness/tenants.js';
 
 let db: string;
 let admin: pg.Client;
@@ -167,5 +169,39 @@ describe('deferred BEGIN', () => {
     await a.query('commit');
     await shutdown;
     expect((await admin.query('select id from items')).rows).toEqual([{ id: 6 }]);
+  });
+
+  it('binds each tenant in its deferred transactions: row tenants taking turns on one server connection see only their rows', async () => {
+    const layout = await createTenantLayout();
+    cleanups.push(() => layout.drop());
+    const proxy = await startProxyWith(configSchema.parse(tenantConfigInput(layout, { pool: { mode: 'transaction', size: 1, queueTimeout: '5s' } })));
+    cleanups.push(() => proxy.close());
+    const clients = await Promise.all(
+      ['r1', 'r2'].map(async (tenant) => {
+        const c = new pg.Client({ ...viaProxy(proxy, `${APP_ROLE.user}@${tenant}`), database: APP_ROLE.database });
+        await c.connect();
+        cleanups.push(() => c.end());
+        return { tenant, c };
+      }),
+    );
+    // Two transactions in a row per tenant: the second may find the binding of the first in place.
+    for (let round = 0; round < 6; round++) {
+      for (const { tenant, c } of round % 2 === 0 ? clients : [clients[0], clients[0], clients[1], clients[1]]) {
+        await c.query('begin');
+        // Only plain functions: the unit cannot change the binding, so the next one may reuse it.
+        const { rows } = await c.query<{ own: number; foreign: number }>(
+          'select count(*) filter (where tenant_id = $1)::int as own, count(*) filter (where tenant_id <> $1)::int as foreign from items',
+          [tenant],
+        );
+        expect(rows).toEqual([{ own: 5, foreign: 0 }]);
+        await c.query('rollback');
+      }
+    }
+    for (const { tenant, c } of clients) {
+      await c.query('begin');
+      expect((await c.query("select current_setting('app.tenant_id') as setting")).rows).toEqual([{ setting: tenant }]);
+      await expect(c.query("select set_config('app.tenant_id', 'r3', true)")).rejects.toMatchObject({ code: '42501' });
+      await c.query('rollback');
+    }
   });
 });
