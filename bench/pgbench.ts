@@ -140,9 +140,11 @@ async function main(): Promise<void> {
   const header = `pgbench ${seconds} s × ${runs} runs (medians), scale ${scale}, pool ${poolSize}, proxies to Postgres over ${unixSocket ? 'its Unix-domain socket' : 'TCP'}, ${os.cpus().length} CPUs; Postgres ${server.version}; ${bouncerNote}; node ${process.version}`;
   console.log(`\n${header}\n`);
   console.log(markdownTable(summary));
-  const tp = summary.find((s) => s.cell === 'prepared-c16' && s.target === 'pgtenant');
   const be = summary.find((s) => s.cell === 'extended-c16' && s.target === 'pgbouncer');
-  if (tp && be && be.tps > 0) console.log(`\npgtenant -M prepared vs pgbouncer -M extended (c=16): ${tp.tps.toFixed(0)} / ${be.tps.toFixed(0)} = ${(tp.tps / be.tps).toFixed(2)}`);
+  for (const name of ['pgtenant', 'pgtenant-mux']) {
+    const tp = summary.find((s) => s.cell === 'prepared-c16' && s.target === name);
+    if (tp && be && be.tps > 0) console.log(`${name} -M prepared vs pgbouncer -M extended (c=16): ${tp.tps.toFixed(0)} / ${be.tps.toFixed(0)} = ${(tp.tps / be.tps).toFixed(2)}`);
+  }
 
   const dir = path.join(import.meta.dirname, 'results');
   mkdirSync(dir, { recursive: true });
