@@ -141,6 +141,7 @@ async function main(): Promise<void> {
   console.log(`\n${header}\n`);
   console.log(markdownTable(summary));
   const be = summary.find((s) => s.cell === 'extended-c16' && s.target === 'pgbouncer');
+  console.log('');
   for (const name of ['pgtenant', 'pgtenant-mux']) {
     const tp = summary.find((s) => s.cell === 'prepared-c16' && s.target === name);
     if (tp && be && be.tps > 0) console.log(`${name} -M prepared vs pgbouncer -M extended (c=16): ${tp.tps.toFixed(0)} / ${be.tps.toFixed(0)} = ${(tp.tps / be.tps).toFixed(2)}`);
