@@ -438,21 +438,16 @@ export class ClientSession implements FrameHandler, ServerOwner {
       this.log.warn({ user: this.user, pid: this.pid, code, message }, 'a statement pgtenant sent on the client\'s behalf failed');
       return;
     }
-    if (what === 'begin') {
-      // The client was told its transaction began: its statements must not run without one.
-      this.log.error({ user: this.user, pid: this.pid, code, message }, 'deferred BEGIN failed; closing the client and its server connection');
-      const server = this.server;
-      this.server = null;
-      server?.close();
-      this.fail(new PgError(SqlState.ConnectionFailure, `pgtenant could not start the transaction on the server: ${message}`, 'FATAL'));
-      return;
-    }
-    // The server connection may still carry another tenant's context: it must not serve anyone.
-    this.log.error({ user: this.user, tenant: this.tenant?.tenant, code, message }, 'tenant binding failed; closing the client and its server connection');
+    // A failed binding may leave another tenant's context on the server connection, and a failed
+    // deferred BEGIN would let statements the client sent inside its transaction run outside one:
+    // either way neither the connection nor the client may go on.
+    const binding = what === 'binding';
+    this.log.error({ user: this.user, pid: this.pid, tenant: this.tenant?.tenant, code, message }, `${binding ? 'tenant binding' : 'deferred BEGIN'} failed; closing the client and its server connection`);
     const server = this.server;
     this.server = null;
     server?.close();
-    this.fail(new PgError(SqlState.ConnectionFailure, `pgtenant could not bind tenant "${this.tenant?.tenant}" to the server connection: ${message}`, 'FATAL'));
+    const reason = binding ? `pgtenant could not bind tenant "${this.tenant?.tenant}" to the server connection` : 'pgtenant could not start the transaction on the server';
+    this.fail(new PgError(SqlState.ConnectionFailure, `${reason}: ${message}`, 'FATAL'));
   }
 
   /** A statement the guard refused. */
