@@ -34,8 +34,9 @@ const LOG_TAIL_LINES = 30;
 
 // Light, throwaway-friendly server settings (all verified against PG 18):
 // TCP on loopback only, no Unix socket unless asked for (then in the data
-// directory, which belongs to the server's OS user), durability off because the data is disposable, enough connection
-// slots for pool tests, and no two-phase commit.
+// directory, which belongs to the server's OS user), durability off because
+// the data is disposable, enough connection slots for pool tests, and no
+// two-phase commit.
 const POSTGRES_FLAGS = [
   '-c', `listen_addresses=${HOST}`,
   '-c', 'unix_socket_directories=',
