@@ -1,63 +1,23 @@
 import type net from 'node:net';
 import tls from 'node:tls';
 import type { Logger } from 'pino';
-import { ClientAuthenticator } from '../auth/client-auth.js';
-import type { Config } from '../config/schema.js';
 import { Frontend, TxStatus } from '../protocol/codes.js';
 import { Framer, typeSet, type FrameHandler } from '../protocol/framer.js';
-import { authenticationOk, backendKeyData, errorResponse, negotiateProtocolVersion, parameterStatus, readyForQuery } from '../protocol/messages.js';
+import { authenticationOk, backendKeyData, errorResponse, parameterStatus, readyForQuery } from '../protocol/messages.js';
 import { Outbox } from '../protocol/outbox.js';
 import { PgError, SqlState } from '../protocol/sqlstate.js';
 import type { Pool } from '../pool/pool.js';
 import type { ProxyRequest, ServerConnection, ServerOwner } from '../pool/server-connection.js';
 import { canonicalName, isClientParameter } from './params.js';
 import { MAX_STARTUP_PACKET, parseStartupPacket } from './startup.js';
-import { readLoginRequest } from './login-request.js';
+import { ClientLogin } from './login.js';
+import type { SessionHost } from './session-host.js';
 import { TransactionRelay } from './relay.js';
-import type { JwtVerifier } from '../auth/jwt.js';
-import type { Tenancy, TenantContext } from '../tenancy/tenancy.js';
+import type { TenantContext } from '../tenancy/tenancy.js';
 import { NO_TENANT, TenantUsage, type UsageRegistry } from '../stats/usage.js';
 import type { Histogram } from '../stats/histogram.js';
-import type { UnitClassifier } from '../sql/classify.js';
 import type { ReadRouter } from '../routing/router.js';
-import { ADMIN_DATABASE, type AdminTarget } from '../admin/console.js';
 import { ADMIN_PARAMS, AdminConsoleSession } from '../admin/console-session.js';
-import type { AuditKind } from '../audit/log.js';
-
-/** What a session needs from the proxy around it. */
-export interface SessionHost {
-  readonly config: Config;
-  readonly log: Logger;
-  readonly tlsContext: tls.SecureContext | null;
-  /** Registers the session for cancel requests; returns its BackendKeyData. */
-  register(session: ClientSession): { pid: number; secret: number };
-  unregister(session: ClientSession): void;
-  cancel(pid: number, secret: number): void;
-  /** The pool for a user and database; `backend` defaults to the route's. */
-  poolFor(user: string, database: string, backend?: string): Pool;
-  /** Tenancy under the current configuration (null without a tenancy section) and its generation. */
-  readonly tenancy: Tenancy | null;
-  readonly tenancyEpoch: number;
-  readonly jwtVerifier: JwtVerifier | null;
-  /** Counts the client against its tenant's maxClients (53300 beyond it). */
-  admitTenant(session: ClientSession, tenant: string, maxClients: number | undefined): void;
-  /** Read routing for the backend of a primary pool (null: no replicas). */
-  readRouterFor(pool: Pool): ReadRouter | null;
-  /** Decides which statements may share a pipelined server connection (pool.multiplex). */
-  readonly classifier: UnitClassifier | null;
-  /** Per-tenant usage and latency. */
-  readonly usage: UsageRegistry;
-  /** What the admin console reads and steers. */
-  readonly adminTarget: AdminTarget;
-  /** Records a security-relevant event in the audit log (when configured). */
-  audit(kind: AuditKind, fields: Record<string, unknown>): void;
-  /** Whether the tenant's new transactions are held (admin PAUSE); `resume` runs when released, the returned function cancels. */
-  whenResumed(tenant: string, resume: () => void): (() => void) | null;
-  /** A guarded statement was refused: count and log it. */
-  statementBlocked(session: ClientSession, reason: string, fingerprint: string): void;
-  /** Whether new logins are refused (shutting down). */
-  readonly draining: boolean;
-}
 
 type State = 'startup' | 'authenticating' | 'connecting' | 'ready' | 'closed';
 
@@ -85,7 +45,6 @@ export class ClientSession implements FrameHandler, ServerOwner {
   private admin: AdminConsoleSession | null = null;
   /** Counted in the proxy's per-tenant client numbers. */
   admitted = false;
-  private clues: { userTenant?: string; optionsTenant?: string; jwtTenant?: string; claims?: Record<string, unknown> } = {};
   /** Settings the client expects on every server connection (startup values plus its own SETs). */
   settings = new Map<string, string>();
   private startupSettings = new Map<string, string>();
@@ -93,7 +52,7 @@ export class ClientSession implements FrameHandler, ServerOwner {
   private readonly out: Outbox;
   private startupBytes: Buffer | null = null;
   private framer: Framer | null = null;
-  private auth: ClientAuthenticator | null = null;
+  private login: ClientLogin | null = null;
   private relay: TransactionRelay | null = null;
   private tls = false;
 
@@ -199,84 +158,40 @@ export class ClientSession implements FrameHandler, ServerOwner {
   }
 
   private startup(minor: number, params: Map<string, string>, protocolOptions: string[]): void {
-    if (minor > 0 || protocolOptions.length > 0) this.out.push(negotiateProtocolVersion(0, protocolOptions));
-    const cfg = this.host.config;
-    const request = readLoginRequest(params, cfg, this.host.tenancy, ADMIN_DATABASE);
-    if (this.host.draining) throw new PgError(SqlState.CannotConnectNow, 'pgtenant is shutting down', 'FATAL');
-    this.user = request.user;
-    this.database = request.database;
-    this.clues = { userTenant: request.userTenant, optionsTenant: request.optionsTenant };
-    this.settings = request.settings;
-    this.startupSettings = new Map(this.settings);
     this.state = 'authenticating';
     this.framer = new Framer(this, STREAMABLE);
-    const address = this.socket.remoteAddress ?? '';
-    const loopback = address.startsWith('127.') || address === '::1' || address === '::ffff:127.0.0.1';
-    this.auth = new ClientAuthenticator(this.user, cfg.users[this.user], this.tls || loopback, cfg.listen.allowCleartextWithoutTls);
-    this.authStep(this.auth.start());
+    const login = new ClientLogin(this, this.host);
+    this.login = login;
+    login.start(minor, params, protocolOptions);
   }
 
-  private authStep(step: ReturnType<ClientAuthenticator['start']>): void {
-    if (step.kind === 'fail') {
-      this.log.info({ user: this.user, code: step.error.code }, step.error.message);
-      this.host.audit('auth_failed', { user: this.user, address: this.remoteAddress, code: step.error.code, reason: step.error.message });
-      throw step.error;
-    }
-    if (step.kind === 'send') {
-      this.out.push(step.message);
-      return;
-    }
-    if (step.final) this.out.push(step.final);
-    this.auth = null;
+  get closed(): boolean {
+    return this.state === 'closed';
+  }
+
+  get encrypted(): boolean {
+    return this.tls;
+  }
+
+  /** Messages from now on wait for login to complete (a JWT may still be verified). */
+  authenticated(): void {
+    this.login = null;
     this.state = 'connecting';
-    if (this.host.config.users[this.user]?.auth === 'jwt') this.verifyJwt(step.password ?? '');
-    else this.login();
   }
 
-  private verifyJwt(token: string): void {
-    const verifier = this.host.jwtVerifier;
-    if (verifier === null) throw new PgError(SqlState.InvalidAuthorizationSpecification, `user "${this.user}" logs in with a JWT but no jwt section is configured`, 'FATAL');
-    verifier.verify(token).then(
-      ({ tenant, claims }) => {
-        if (this.state === 'closed') return;
-        this.clues.jwtTenant = tenant;
-        this.clues.claims = claims;
-        this.guarded(() => this.login());
-      },
-      (err: unknown) => {
-        const e = err instanceof PgError ? err : new PgError(SqlState.InvalidPassword, `JWT verification failed: ${String(err)}`, 'FATAL');
-        this.log.info({ user: this.user, code: e.code }, e.message);
-        this.host.audit('auth_failed', { user: this.user, address: this.remoteAddress, code: e.code, reason: e.message });
-        this.fail(e);
-      },
-    );
-  }
-
-  /** Runs `fn`, turning a thrown error into a FATAL for this client. */
-  private guarded(fn: () => void): void {
-    try {
-      fn();
-    } catch (err) {
-      this.fail(err instanceof PgError ? err : new PgError(SqlState.InternalError, String(err), 'FATAL'));
-    }
-  }
-
-  /** After authentication: bind the tenant (if any), then connect. */
-  private login(): void {
-    if (this.database === ADMIN_DATABASE) {
-      if (!this.host.config.admin.users.includes(this.user)) {
-        throw new PgError(SqlState.InvalidAuthorizationSpecification, `user "${this.user}" may not open the admin console`, 'FATAL', undefined, 'add the user to admin.users');
-      }
+  /** Logged in: admitted under the tenant's client limit, then connected to its pool. */
+  loggedIn(target: { admin: true } | { admin: false; tenant: TenantContext | null }): void {
+    if (target.admin) {
       this.admin = new AdminConsoleSession(this.host.adminTarget, (m) => this.out.push(m), () => this.state === 'closed');
       this.welcome(ADMIN_PARAMS);
       return;
     }
-    const tenancy = this.host.tenancy;
-    if (tenancy !== null && this.host.config.users[this.user]?.tenancy !== 'exempt') {
-      this.tenant = tenancy.contextFor({ ...this.clues, database: this.database, serverName: this.serverName });
+    const tenant = target.tenant;
+    if (tenant !== null) {
+      this.tenant = tenant;
       this.tenantEpoch = this.host.tenancyEpoch;
-      this.host.admitTenant(this, this.tenant.tenant, this.tenant.placement.limits.maxClients);
-      this.log.debug({ user: this.user, tenant: this.tenant.tenant, source: this.tenant.source, placement: this.tenant.placement.kind }, 'tenant bound');
+      this.host.admitTenant(this, tenant.tenant, tenant.placement.limits.maxClients);
+      this.log.debug({ user: this.user, tenant: tenant.tenant, source: tenant.source, placement: tenant.placement.kind }, 'tenant bound');
     }
     this.connect();
   }
@@ -348,7 +263,7 @@ export class ClientSession implements FrameHandler, ServerOwner {
   message(type: number, buf: Buffer, start: number, end: number): void {
     if (this.state === 'authenticating') {
       if (type !== Frontend.Password) throw new PgError(SqlState.ProtocolViolation, `expected password response, got message type "${String.fromCharCode(type)}"`, 'FATAL');
-      this.authStep(this.auth!.next(buf.subarray(start + 5, end)));
+      this.login!.password(buf.subarray(start + 5, end));
       return;
     }
     if (this.admin !== null && this.state === 'ready') {
