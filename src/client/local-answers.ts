@@ -24,7 +24,7 @@ export class LocalAnswers {
    * The client sent a plain BEGIN that pgtenant answered itself: the server gets it ahead of the
    * client's next statement, so no connection is held (nor a round trip spent) for BEGIN alone.
    */
-  deferredBegin = false;
+  private deferred = false;
 
   constructor(
     private readonly session: ClientSession,
@@ -36,13 +36,24 @@ export class LocalAnswers {
 
   /** Answers the Query message when it can (true), else leaves it to a server (false). */
   answer(buf: Buffer, start: number, end: number): boolean {
-    return this.transactionControl(buf, start, end) || (!this.deferredBegin && this.discardOrDeallocate(buf, start, end));
+    return this.transactionControl(buf, start, end) || (!this.deferred && this.discardOrDeallocate(buf, start, end));
+  }
+
+  get deferredBegin(): boolean {
+    return this.deferred;
+  }
+
+  /** The deferred BEGIN will never reach a server (client gone, or no server for it); whether there was one. */
+  abandonDeferredBegin(): boolean {
+    const was = this.deferred;
+    this.deferred = false;
+    return was;
   }
 
   /** The deferred BEGIN goes to `conn` now, ahead of the client's messages; its answer is swallowed. */
   sendDeferredBegin(conn: ServerConnection): void {
-    if (!this.deferredBegin) return;
-    this.deferredBegin = false;
+    if (!this.deferred) return;
+    this.deferred = false;
     conn.pending.push(Request.Sync, SKIP | SIMPLE | TX_START);
     conn.sendOwned(BEGIN_QUERY);
   }
@@ -50,13 +61,13 @@ export class LocalAnswers {
   private transactionControl(buf: Buffer, start: number, end: number): boolean {
     const control = transactionControl(buf, start, end);
     if (control === null) return false;
-    if (this.deferredBegin) {
+    if (this.deferred) {
       if (control === 'begin') return false;
-      this.deferredBegin = false;
+      this.deferred = false;
       this.session.send(control === 'commit' ? COMMIT_ANSWER : ROLLBACK_ANSWER);
     } else {
       if (control !== 'begin' || !this.mayDeferBegin()) return false;
-      this.deferredBegin = true;
+      this.deferred = true;
       this.session.send(BEGIN_ANSWER);
     }
     this.session.usage.queries++;

@@ -157,7 +157,7 @@ export class TransactionRelay {
     this.cancelCheckout?.();
     this.cancelCheckout = null;
     this.held = [];
-    this.local.deferredBegin = false;
+    this.local.abandonDeferredBegin();
     for (const _ of this.sharedSent.splice(0)) this.pool.sharedDropped();
     const server = this.session.server;
     if (server === null) return;
@@ -414,10 +414,9 @@ export class TransactionRelay {
     this.heldBytes = 0;
     this.resumeIfPaused();
     this.session.log.info({ user: this.session.user, code: err.code }, err.message);
-    if (this.local.deferredBegin) {
+    if (this.local.abandonDeferredBegin()) {
       // The client believes it is in a transaction: an error and 'I' would let its next statements
       // run outside one, so it is closed instead, as if its server connection had failed.
-      this.local.deferredBegin = false;
       this.session.fail(new PgError(err.code, `the transaction could not get a server connection: ${err.message}`, 'FATAL', err.detail, err.hint));
       return;
     }
