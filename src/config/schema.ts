@@ -266,7 +266,7 @@ export const configSchema = z.strictObject({
     const names = b.replicas.map(replicaName);
     const twice = names.find((n, i) => names.indexOf(n) !== i);
     if (twice !== undefined) ctx.addIssue({ code: 'custom', path: ['backends', name, 'replicas'], message: `replica "${twice}" is listed twice; give each replica its own name` });
-    const socketHost = [b.host, ...b.replicas.map((r) => r.host)].find((h) => h.startsWith('/'));
+    const socketHost = [b.host, ...b.replicas.map((r) => r.host)].find(isSocketDirectory);
     if (socketHost !== undefined && (b.tls.mode === 'require' || b.tls.mode === 'verify-full')) {
       ctx.addIssue({ code: 'custom', path: ['backends', name, 'tls', 'mode'], message: `tls.mode ${b.tls.mode} cannot be met over the Unix-domain socket in ${socketHost}: Postgres offers no TLS there; use a TCP host or tls.mode disable/prefer` });
     }
@@ -275,6 +275,11 @@ export const configSchema = z.strictObject({
     if (!(name in cfg.users)) ctx.addIssue({ code: 'custom', path: ['admin', 'users'], message: `admin user "${name}" is not defined under users` });
   }
 });
+
+/** A backend host naming the directory of the server's Unix-domain socket, as libpq reads a host starting with '/'. */
+export function isSocketDirectory(host: string): boolean {
+  return host.startsWith('/');
+}
 
 export type Config = z.output<typeof configSchema>;
 export type BackendConfig = z.output<typeof backendSchema>;

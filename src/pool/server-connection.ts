@@ -7,6 +7,7 @@ import { Outbox } from '../protocol/outbox.js';
 import { cstringEnd, parseErrorFields, readCString } from '../protocol/read.js';
 import { sslRequest, startupMessage, TERMINATE } from '../protocol/messages.js';
 import { PgError, SqlState } from '../protocol/sqlstate.js';
+import { isSocketDirectory } from '../config/schema.js';
 import { authenticateToBackend } from './backend-auth.js';
 import { BINDING, BLOCKED, PendingRequests, Request, SIMPLE, SKIP, SYNTHETIC, TX_START } from './pending.js';
 import { CLOSE_COMPLETE, PARSE_COMPLETE } from '../protocol/messages.js';
@@ -359,12 +360,9 @@ export class ServerConnection implements FrameHandler {
   }
 }
 
-/**
- * Where to connect, as libpq reads `host`: a path (starting with '/') is the directory of the
- * server's Unix-domain socket `.s.PGSQL.<port>`, anything else a TCP host.
- */
+/** Where to connect: the socket `.s.PGSQL.<port>` in a socket directory, else a TCP host. */
 export function socketAddress(host: string, port: number): net.NetConnectOpts {
-  return host.startsWith('/') ? { path: `${host.replace(/\/+$/, '')}/.s.PGSQL.${port}` } : { host, port };
+  return isSocketDirectory(host) ? { path: `${host.replace(/\/+$/, '')}/.s.PGSQL.${port}` } : { host, port };
 }
 
 function openSocket(ep: ServerEndpoint, timeout: number): Promise<net.Socket> {
@@ -389,7 +387,7 @@ function openSocket(ep: ServerEndpoint, timeout: number): Promise<net.Socket> {
 
 async function negotiateTls(socket: net.Socket, ep: ServerEndpoint, deadline: number): Promise<net.Socket> {
   // Postgres offers no TLS on its Unix-domain socket (libpq does not ask there either).
-  if (ep.tls.mode === 'disable' || ep.host.startsWith('/')) return socket;
+  if (ep.tls.mode === 'disable' || isSocketDirectory(ep.host)) return socket;
   socket.write(sslRequest());
   const answer = await readOneByte(socket, deadline);
   if (answer !== 0x53) {
