@@ -84,7 +84,7 @@ export class MessageDispatcher {
           return;
         }
         if (this.pure) this.pure = sql !== undefined && this.pureStatement(sql, true);
-        if (this.transactionMode && mayDropStatements(buf, start + 5, end)) this.serverStatementsStale = true;
+        if (this.transactionMode && (sql === undefined ? mayDropStatements(buf, start + 5, end) : DROPS_STATEMENTS.test(sql))) this.serverStatementsStale = true;
         pending.push(Request.Sync, SIMPLE);
         server.send(buf, start, end);
         return;
@@ -216,9 +216,12 @@ export class MessageDispatcher {
   }
 }
 
-/** Whether statement text from `start` may drop server-side prepared statements (DISCARD / DEALLOCATE). */
+/** Statement text that may drop server-side prepared statements (DISCARD / DEALLOCATE). */
+const DROPS_STATEMENTS = /\b(discard|deallocate)\b/i;
+
+/** Whether statement text from `start` may drop server-side prepared statements, without decoding it as UTF-8. */
 function mayDropStatements(buf: Buffer, start: number, end: number): boolean {
-  return /\b(discard|deallocate)\b/i.test(buf.toString('latin1', start, end));
+  return DROPS_STATEMENTS.test(buf.toString('latin1', start, end));
 }
 
 /** Whether statement text at `start` begins with the LISTEN keyword (after whitespace). */
