@@ -1,6 +1,7 @@
 /**
  * Which statements may share a pipelined server connection with other clients' statements: only
- * complete autocommit units that cannot change or read session state (design.md §6). Decided with
+ * complete autocommit reads that cannot change or read session state nor wait for row locks
+ * (design.md §6). Decided with
  * the real parser, cached per statement shape, together with the shape's measured latency.
  */
 import { parseSync } from 'libpg-query';
@@ -9,7 +10,7 @@ import { isNode, lastName, type Node } from './ast.js';
 import { loadParser } from './parser.js';
 import { Histogram } from '../stats/histogram.js';
 
-/** Statement kinds that are complete units by themselves (no BEGIN, no SET, no utility). */
+/** Statement kinds that are complete units by themselves (no BEGIN, no SET, no utility); of them only reads share. */
 const UNIT_STATEMENTS = new Set(['SelectStmt', 'InsertStmt', 'UpdateStmt', 'DeleteStmt']);
 
 /** Functions that neither read nor change session state. Anything else keeps its connection. */
@@ -22,7 +23,7 @@ const PLAIN_OPERATORS = new Set(['=', '<>', '!=', '<', '>', '<=', '>=', '+', '-'
 const UNUSUAL = /[\\$&"]|--|\/\*/;
 
 export interface ShapeStats {
-  /** May share a pipelined connection: an autocommit unit that cannot change or read session state. */
+  /** May share a pipelined connection: an autocommit read that cannot change or read session state nor wait for row locks. */
   shareable: boolean;
   /**
    * Cannot change session state, so a tenant binding sent before it stays in place: the shareable
@@ -109,7 +110,27 @@ function classify(sql: string): { shareable: boolean; pure: boolean } {
   if (kind === undefined || !UNIT_STATEMENTS.has(kind)) return NEITHER;
   if (kind === 'SelectStmt' && isNode(body) && body.intoClause !== undefined) return NEITHER;
   const p = pure(body);
-  return { shareable: p, pure: p };
+  return { shareable: p && kind === 'SelectStmt' && !mayWaitForRowLocks(body), pure: p };
+}
+
+/** Statements that write rows or lock them for a later write. */
+const WRITES = new Set(['InsertStmt', 'UpdateStmt', 'DeleteStmt', 'MergeStmt']);
+
+/**
+ * A write or a locking read (FOR UPDATE/SHARE) anywhere in the tree, CTEs and subqueries
+ * included. It may wait for another transaction's row lock for as long as that transaction
+ * lasts, and on a shared connection every unit pipelined behind it would wait too: if one of them
+ * is what the lock holder waits for, nothing moves until a timeout.
+ */
+function mayWaitForRowLocks(node: unknown): boolean {
+  if (Array.isArray(node)) return node.some(mayWaitForRowLocks);
+  if (!isNode(node)) return false;
+  for (const [key, value] of Object.entries(node)) {
+    if (WRITES.has(key)) return true;
+    if (key === 'lockingClause' && Array.isArray(value) && value.length > 0) return true;
+    if (mayWaitForRowLocks(value)) return true;
+  }
+  return false;
 }
 
 /** No function or operator beyond the plain ones anywhere in the tree. */

@@ -171,6 +171,36 @@ describe('multiplexing', () => {
     }
   });
 
+  it('a fast write that waits for a row lock does not stall other clients: writes never share', async () => {
+    const locker = await connected('r3');
+    const writer = await connected('r3');
+    const reader = await connected('r2');
+    const update = 'update items set name = name where id = 4';
+    try {
+      // Measured fast first, as a write usually is: only its kind keeps it off the shared connection.
+      for (let i = 0; i < 5; i++) await writer.query(update);
+      await reader.query('select tenant_id from items where id = 2');
+      await locker.query('begin');
+      await locker.query(update);
+      const waiting = writer.query(update);
+      await new Promise((r) => setTimeout(r, 100));
+      let worst = 0;
+      for (let i = 0; i < 10; i++) {
+        const t0 = performance.now();
+        const { rows } = await reader.query('select tenant_id from items where id = 2');
+        worst = Math.max(worst, performance.now() - t0);
+        expect(rows).toEqual([{ tenant_id: 'r2' }]);
+      }
+      expect(worst).toBeLessThan(500);
+      await locker.query('commit');
+      await waiting;
+    } finally {
+      await locker.end();
+      await writer.end();
+      await reader.end();
+    }
+  });
+
   it('SHOW STATEMENTS lists each measured statement shape: literals replaced, runs, latency', async () => {
     const c = await connected('s2');
     const admin = new pg.Client({ host: '127.0.0.1', port: proxy.port, user: backend().user, password: backend().password, database: 'pgtenant' });
@@ -205,55 +235,68 @@ describe('multiplexing', () => {
     }
   });
 
+  /** A transaction straight on Postgres holding items in ACCESS EXCLUSIVE mode: every read of it waits. */
+  async function lockItems(): Promise<{ release(): Promise<void> }> {
+    const admin = await adminClient(layout.shared);
+    await admin.query('begin');
+    await admin.query('lock table items in access exclusive mode');
+    return {
+      async release() {
+        await admin.query('rollback');
+        await admin.end();
+      },
+    };
+  }
+
   it('cancel reaches a statement on a shared connection while only that client\'s units are there (57014)', async () => {
-    const locker = await connected('r1');
     const blocked = await connected('r1');
+    let lock: { release(): Promise<void> } | undefined;
     try {
       // Learn the shape while nothing blocks it (its first run has a connection of its own).
-      await blocked.query('update items set name = name where id = 5');
-      await locker.query('begin');
-      await locker.query('update items set name = name where id = 5');
+      await blocked.query('select name from items where id = 5');
+      lock = await lockItems();
       const before = proxy.usage.sharedUnits;
-      const q = blocked.query('update items set name = name where id = 5');
+      const q = blocked.query('select name from items where id = 5');
       const t0 = performance.now();
       setTimeout(() => void sendCancel(blocked), 200);
       await expect(q).rejects.toMatchObject({ code: '57014' });
       expect(performance.now() - t0).toBeLessThan(2000);
       expect(proxy.usage.sharedUnits - before).toBe(1);
-      await locker.query('rollback');
+      await lock.release();
+      lock = undefined;
       expect((await blocked.query<{ tenant_id: string }>('select tenant_id from items where id = 1')).rows).toEqual([{ tenant_id: 'r1' }]);
     } finally {
+      await lock?.release();
       await blocked.end();
-      await locker.end();
     }
   });
 
   it('a cancel is not sent while another client\'s unit is pipelined behind: that unit is never cancelled', async () => {
-    const locker = await connected('r1');
     const blocked = await connected('r1');
     const other = await connected('r2');
+    let lock: { release(): Promise<void> } | undefined;
     try {
       // A shape of its own: the one cancelled above was measured slow and no longer shares.
-      await blocked.query('update items set name = name where id = 4 and id > 0');
-      await other.query('select tenant_id from items where id = 2');
-      await locker.query('begin');
-      await locker.query('update items set name = name where id = 4');
+      await blocked.query('select name from items where id = 4 and id > 0');
+      await other.query('select 7 as other');
+      lock = await lockItems();
       const before = proxy.usage.sharedUnits;
-      const q = blocked.query('update items set name = name where id = 4 and id > 0').then(() => 'done', (e: { code?: string }) => e.code);
+      const q = blocked.query('select name from items where id = 4 and id > 0').then(() => 'done', (e: { code?: string }) => e.code);
       await new Promise((r) => setTimeout(r, 100));
-      const behind = other.query<{ tenant_id: string }>('select tenant_id from items where id = 2').then((r) => r.rows, (e: { code?: string }) => e.code);
+      const behind = other.query<{ other: number }>('select 7 as other').then((r) => r.rows, (e: { code?: string }) => e.code);
       await new Promise((r) => setTimeout(r, 100));
       expect(proxy.usage.sharedUnits - before).toBe(2);
       await sendCancel(blocked);
       await new Promise((r) => setTimeout(r, 300));
-      await locker.query('rollback');
+      await lock.release();
+      lock = undefined;
       // Not cancelled: the signal could have landed on the other client's statement instead.
       expect(await q).toBe('done');
-      expect(await behind).toEqual([{ tenant_id: 'r2' }]);
+      expect(await behind).toEqual([{ other: 7 }]);
     } finally {
+      await lock?.release();
       await blocked.end();
       await other.end();
-      await locker.end();
     }
   });
 

@@ -12,9 +12,24 @@ const verdict = (sql: string): { shareable: boolean; pure: boolean } => {
 };
 
 describe('UnitClassifier', () => {
-  it('lets plain reads and writes share a pipelined connection and keep a tenant binding', () => {
-    for (const sql of ['SELECT abalance FROM pgbench_accounts WHERE aid = 1', 'UPDATE t SET v = v + 1 WHERE id = $1', 'INSERT INTO h VALUES (1, 2, CURRENT_TIMESTAMP)', 'select count(*) filter (where a <> $1)::int from t']) {
+  it('lets plain reads share a pipelined connection and keep a tenant binding', () => {
+    for (const sql of ['SELECT abalance FROM pgbench_accounts WHERE aid = 1', 'select count(*) filter (where a <> $1)::int from t', 'with x as (select * from t) select * from x join u using (id)']) {
       expect(verdict(sql), sql).toEqual({ shareable: true, pure: true });
+    }
+  });
+
+  it('keeps writes and locking reads off shared connections (they may wait for a row lock) but lets them keep a binding', () => {
+    for (const sql of [
+      'UPDATE t SET v = v + 1 WHERE id = $1',
+      'INSERT INTO h VALUES (1, 2, CURRENT_TIMESTAMP)',
+      'DELETE FROM t WHERE id = 1',
+      'select * from t where id = 1 for update',
+      'select * from t for no key update skip locked',
+      'select * from (select * from t for share) s',
+      'with x as (update t set v = 1 returning *) select * from x',
+      'with x as (delete from t returning *) select count(*) from x',
+    ]) {
+      expect(verdict(sql), sql).toEqual({ shareable: false, pure: true });
     }
   });
 
