@@ -284,15 +284,19 @@ export class TransactionRelay {
   private sharedUnitDone(status: number): void {
     const conn = this.sharedConn!;
     this.sharedUnits--;
-    const sent = this.sharedSent.shift()!;
-    const now = performance.now();
-    const ms = now - sent.at;
-    // Whether a statement is fast is judged by its own time on the server, not by the wait behind
-    // the units pipelined before it: that wait is the limit's signal, not the statement's.
-    this.classifier!.record(sent.shape, now - Math.max(sent.at, conn.lastAnsweredAt));
-    conn.lastAnsweredAt = now;
-    this.pool.sharedFinished(ms, sent.inflight);
-    this.countUnit(ms / 1000, this.session.rowsReceived - sent.rows, this.pool.backendName);
+    // None when the client left: its units were dropped from the limit then, and their answers
+    // only end them here, so that the connection goes back once the last one is in.
+    const sent = this.sharedSent.shift();
+    if (sent !== undefined) {
+      const now = performance.now();
+      const ms = now - sent.at;
+      // Whether a statement is fast is judged by its own time on the server, not by the wait behind
+      // the units pipelined before it: that wait is the limit's signal, not the statement's.
+      this.classifier!.record(sent.shape, now - Math.max(sent.at, conn.lastAnsweredAt));
+      conn.lastAnsweredAt = now;
+      this.pool.sharedFinished(ms, sent.inflight);
+      this.countUnit(ms / 1000, this.session.rowsReceived - sent.rows, this.pool.backendName);
+    }
     if (status !== TxStatus.Idle) {
       // Classification admits no statement that opens a transaction; if one did, nobody may share it.
       this.session.log.error({ user: this.session.user, status: String.fromCharCode(status) }, 'a shared statement left a transaction open; closing that server connection');

@@ -300,6 +300,38 @@ describe('multiplexing', () => {
     }
   });
 
+  it('a client that drops its connection with a unit in the pipeline does not disturb the units behind it', async () => {
+    const gone = await connected('r1');
+    const other = await connected('r2');
+    let lock: { release(): Promise<void> } | undefined;
+    gone.on('error', () => undefined);
+    try {
+      await gone.query('select id from items where id = 3');
+      await other.query('select 8 as other');
+      lock = await lockItems();
+      const before = proxy.usage.sharedUnits;
+      const q = gone.query('select id from items where id = 3').catch(() => 'dropped');
+      await new Promise((r) => setTimeout(r, 100));
+      const behind = other.query<{ other: number }>('select 8 as other').then((r) => r.rows, (e: { message?: string }) => e.message);
+      await new Promise((r) => setTimeout(r, 100));
+      expect(proxy.usage.sharedUnits - before).toBe(2);
+      (gone as unknown as { connection: { stream: net.Socket } }).connection.stream.destroy();
+      await q;
+      await new Promise((r) => setTimeout(r, 100));
+      await lock.release();
+      lock = undefined;
+      expect(await behind).toEqual([{ other: 8 }]);
+      expect((await other.query<{ tenant_id: string }>('select tenant_id from items where id = 1')).rows).toEqual([{ tenant_id: 'r2' }]);
+      // Nothing left counted in the pipeline, and the shared connection went back to the pool.
+      const pool = proxy.poolFor(APP_ROLE.user, layout.shared);
+      expect(pool.sharedLimit.inflight).toBe(0);
+      expect(pool.stats.active).toBe(0);
+    } finally {
+      await lock?.release();
+      await other.end();
+    }
+  });
+
   it('pgbench -S through a row tenant: simple and prepared, 0 failures', { timeout: 60_000 }, async () => {
     await pgbenchTables();
     for (const mode of ['simple', 'prepared']) {
