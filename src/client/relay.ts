@@ -377,7 +377,7 @@ export class TransactionRelay {
 
   /** The client's settings and tenant binding, ahead of its messages. */
   private prepareConnection(conn: ServerConnection): void {
-    this.unitBinding = sendSessionState(conn, this.session.settings, this.session.tenant, this.keepBindings);
+    this.unitBinding = sendSessionState(conn, this.session, this.session.settings, this.session.tenant, this.keepBindings);
   }
 
   /** Sends the first `count` held entries (the rest wait for the next checkout). */

@@ -4,7 +4,7 @@
  */
 import { query } from '../protocol/messages.js';
 import { BINDING, Request, SIMPLE, SKIP } from '../pool/pending.js';
-import type { ServerConnection } from '../pool/server-connection.js';
+import type { ServerConnection, ServerOwner } from '../pool/server-connection.js';
 import type { Binding } from '../tenancy/binding.js';
 import type { TenantContext } from '../tenancy/tenancy.js';
 import { settingsDiff } from './params.js';
@@ -14,7 +14,7 @@ import { settingsDiff } from './params.js';
  * keep in place after the unit if it turns out pure (`keepBindings`, connections of its own only);
  * null otherwise.
  */
-export function sendSessionState(conn: ServerConnection, settings: Map<string, string>, tenant: TenantContext | null, keepBindings: boolean): Buffer | null {
+export function sendSessionState(conn: ServerConnection, owner: ServerOwner, settings: Map<string, string>, tenant: TenantContext | null, keepBindings: boolean): Buffer | null {
   const sql = settingsDiff(settings, conn.params);
   if (sql !== '') {
     for (const [k, v] of settings) conn.params.set(k, v);
@@ -30,6 +30,8 @@ export function sendSessionState(conn: ServerConnection, settings: Map<string, s
   // setting changed now: nothing to send. Any other tenant's binding differs, so it is always sent.
   const inPlace = conn.bindingInPlace;
   const unchanged = sql === '' && inPlace !== null && (inPlace === apply || inPlace.equals(apply));
+  // Still unanswered, it may yet fail: then this unit fails with it.
+  if (unchanged) conn.bindingsPending.at(-1)?.reliant.push(owner);
   let keep: Buffer | null = null;
   if (conn.shared) conn.bindingInPlace = apply;
   else {
@@ -57,5 +59,6 @@ function sendBinding(conn: ServerConnection, binding: Binding): void {
   conn.pending.push(Request.Bind, SKIP | BINDING);
   conn.pending.push(Request.Execute, SKIP | BINDING);
   conn.pending.push(Request.Sync, SKIP | BINDING);
+  conn.bindingsPending.push({ reliant: [] });
   conn.sendOwned(binding.apply);
 }

@@ -86,6 +86,12 @@ export class ServerConnection implements FrameHandler {
    */
   bindingInPlace: Buffer | null = null;
   /**
+   * Tenant bindings sent here whose answers are still to come, oldest first, each with the owners
+   * of the units sent after it that took it as in place instead of sending their own. A binding
+   * can fail, leaving the context before it in place: those units must then not be answered.
+   */
+  readonly bindingsPending: { reliant: ServerOwner[] }[] = [];
+  /**
    * A cancel request for the one client whose units are here is under way: no other client's unit
    * may be placed here, nor the connection given back, until the server has taken it.
    */
@@ -271,6 +277,7 @@ export class ServerConnection implements FrameHandler {
         return;
       case Backend.ReadyForQuery:
         this.txStatus = buf[start + 5];
+        if ((pending.headFlags() & BINDING) !== 0) this.bindingsPending.shift();
         this.complete(owner, skip, buf, start, end);
         owner.ready(this.txStatus, skip);
         return;
@@ -337,8 +344,19 @@ export class ServerConnection implements FrameHandler {
 
   private reportSwallowed(owner: ServerOwner, flags: number, buf: Buffer, start: number, end: number): void {
     const f = parseErrorFields(buf, start + 5, end);
+    const code = f.get('C') ?? SqlState.InternalError;
+    const message = f.get('M') ?? 'unknown error';
     const what = (flags & BINDING) !== 0 ? 'binding' : (flags & TX_START) !== 0 ? 'begin' : 'settings';
-    owner.proxyRequestFailed(f.get('C') ?? SqlState.InternalError, f.get('M') ?? 'unknown error', what);
+    if (what !== 'binding') {
+      owner.proxyRequestFailed(code, message, what);
+      return;
+    }
+    // Bindings are answered in order: this is the oldest pending one. Whatever comes next sends its
+    // own, and the units that took this one as in place fail with it.
+    this.bindingInPlace = null;
+    const reliant = this.bindingsPending[0]?.reliant.splice(0) ?? [];
+    owner.proxyRequestFailed(code, message, what);
+    for (const other of reliant) if (other !== owner) other.proxyRequestFailed(code, message, what);
   }
 
   /** Answer proxy-made requests that are now at the head of the queue. */
