@@ -19,6 +19,13 @@ const HELD_LIMIT = 1 << 20;
 const SHARED_WAIT_FACTOR = 10;
 
 /**
+ * Units of one client in flight on shared connections at most. A shared connection cannot stop
+ * for one client that does not read its answers, so those are buffered: beyond this (or while the
+ * client's socket is backed up) its units go to a connection of its own, which can wait for it.
+ */
+const SHARED_UNITS_PER_CLIENT = 8;
+
+/**
  * Carries one client's messages to server connections: checks one out when the client starts
  * something, gives it back at ReadyForQuery 'I' with nothing outstanding (transaction mode), and
  * maps the client's named prepared statements onto pool-wide ones.
@@ -194,7 +201,8 @@ export class TransactionRelay {
     const complete = last.kind === 'message' && !this.session.paused;
     const target = complete && router !== null ? this.readTarget(router) : null;
     const shape = complete && target === null && this.classifier !== null ? shareableShape(this.held, this.messages.statements, this.classifier) : null;
-    if (shape !== null && shape.runs > 0 && shape.latencyMs < this.shareBelowMs) {
+    const mayShare = this.sharedUnits < SHARED_UNITS_PER_CLIENT && !this.session.outputBackedUp;
+    if (shape !== null && shape.runs > 0 && shape.latencyMs < this.shareBelowMs && mayShare) {
       if (this.pool.sharedLimit.admits) {
         this.sendShared(shape);
         return;

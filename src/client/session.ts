@@ -389,6 +389,11 @@ export class ClientSession implements FrameHandler, ServerOwner {
     this.out.push(buf);
   }
 
+  /** Answers wait in memory for the client to read them (its socket's buffer is full). */
+  get outputBackedUp(): boolean {
+    return this.socket.writableNeedDrain;
+  }
+
   pauseInput(): void {
     this.socket.pause();
   }

@@ -332,6 +332,46 @@ describe('multiplexing', () => {
     }
   });
 
+  it('a client that pipelines large shared reads and does not read the answers is not buffered without bound', { timeout: 60_000 }, async () => {
+    const admin = await adminClient(layout.shared);
+    await admin.query(`create table big as select i, repeat('x', 200) as pad from generate_series(1, 5000) i; grant select on big to ${APP_ROLE.user}`);
+    await admin.end();
+    const reader = await connected('r1');
+    reader.on('error', () => undefined);
+    const stream = (reader as unknown as { connection: { stream: net.Socket } }).connection.stream;
+    const other = await connected('r2');
+    try {
+      for (let i = 0; i < 3; i++) await reader.query('select * from big');
+      await other.query('select 9 as other');
+      const before = proxy.usage.sharedUnits;
+      stream.pause();
+      const query = Buffer.concat([Buffer.from('Q'), Buffer.alloc(4), Buffer.from('select * from big\0')]);
+      query.writeInt32BE(query.length - 1, 1);
+      // 200 answers of about 1 MB each, none read.
+      stream.write(Buffer.concat(Array.from({ length: 200 }, () => query)));
+      const start = process.memoryUsage().arrayBuffers;
+      let peak = 0;
+      for (let i = 0; i < 30; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        peak = Math.max(peak, process.memoryUsage().arrayBuffers - start);
+      }
+      const readerShared = proxy.usage.sharedUnits - before;
+      // Other clients are not held up by it.
+      expect((await other.query('select 9 as other')).rows).toEqual([{ other: 9 }]);
+      // At most 8 of its units on shared connections (about 1 MB of answer each); the rest on a
+      // connection of its own, which waits for the client. 31 MB and 33 units before the cap.
+      expect(readerShared).toBeLessThanOrEqual(8);
+      expect(peak).toBeLessThan(20e6);
+    } finally {
+      // Its connection holds a lock on big until the client is gone.
+      stream.destroy();
+      await other.end();
+      const cleanup = await adminClient(layout.shared);
+      await cleanup.query('drop table big');
+      await cleanup.end();
+    }
+  });
+
   it('pgbench -S through a row tenant: simple and prepared, 0 failures', { timeout: 60_000 }, async () => {
     await pgbenchTables();
     for (const mode of ['simple', 'prepared']) {
