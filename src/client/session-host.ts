@@ -45,4 +45,3 @@ export interface SessionHost {
   /** Whether new logins are refused (shutting down). */
   readonly draining: boolean;
 }
-
