@@ -192,6 +192,10 @@ export class TransactionRelay {
    * it is a fast autocommit unit, else to a connection of its own.
    */
   private route(last: Held): void {
+    // After a reload moved this client (its backend or its tenant's placement), its units go to the
+    // new pool, once none is left on a shared connection of the old one.
+    const moved = this.pool.retired || this.session.placementStale;
+    if (moved && this.sharedUnits === 0) this.pool = this.session.repool();
     const router = this.transactionMode ? this.session.readRouter(this.pool) : null;
     if ((this.classifier === null && router === null) || !this.transactionMode || this.local.deferredBegin) {
       this.checkout();
@@ -201,7 +205,7 @@ export class TransactionRelay {
     const complete = last.kind === 'message' && !this.session.paused;
     const target = complete && router !== null ? this.readTarget(router) : null;
     const shape = complete && target === null && this.classifier !== null ? shareableShape(this.held, this.messages.statements, this.classifier) : null;
-    const mayShare = this.sharedUnits < SHARED_UNITS_PER_CLIENT && !this.session.outputBackedUp;
+    const mayShare = this.sharedUnits < SHARED_UNITS_PER_CLIENT && !this.session.outputBackedUp && !(moved && this.sharedUnits > 0);
     if (shape !== null && shape.runs > 0 && shape.latencyMs < this.shareBelowMs && mayShare) {
       if (this.pool.sharedLimit.admits) {
         this.sendShared(shape);

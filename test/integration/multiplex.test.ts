@@ -372,6 +372,26 @@ describe('multiplexing', () => {
     }
   });
 
+  it('after a reload moves a tenant, its next shared reads go to its new placement', async () => {
+    const input = tenantConfigInput(layout, { pool: { mode: 'transaction', size: 4, queueTimeout: '10s', multiplex: true, sharedConnections: 1, shareBelow: '50ms' } });
+    const p = await startProxyWith(configSchema.parse(input));
+    const c = new pg.Client({ ...as('r3'), port: p.port });
+    await c.connect();
+    try {
+      const tenants = async (): Promise<unknown[]> => (await c.query('select distinct tenant_id as t from items')).rows;
+      for (let i = 0; i < 3; i++) expect(await tenants()).toEqual([{ t: 'r3' }]);
+      const sharedBefore = p.usage.sharedUnits;
+      const next = structuredClone(input) as { tenancy: { tenants: Record<string, unknown> } };
+      next.tenancy.tenants.r3 = { placement: 'database', database: `${layout.prefix}_d2` };
+      await p.reload(configSchema.parse(next));
+      for (let i = 0; i < 3; i++) expect(await tenants()).toEqual([{ t: 'd2' }]);
+      expect(p.usage.sharedUnits - sharedBefore).toBe(3);
+    } finally {
+      await c.end();
+      await p.close();
+    }
+  });
+
   it('pgbench -S through a row tenant: simple and prepared, 0 failures', { timeout: 60_000 }, async () => {
     await pgbenchTables();
     for (const mode of ['simple', 'prepared']) {
