@@ -9,6 +9,7 @@ import { endsUnit, shareableShape, type Held } from './units.js';
 import { MessageDispatcher } from './dispatch.js';
 import { sendSessionState } from './session-state.js';
 import { LocalAnswers } from './local-answers.js';
+import { SharedUnits } from './shared-units.js';
 import type { ReadRouter } from '../routing/router.js';
 import type { ReplicaState } from '../routing/replicas.js';
 
@@ -43,10 +44,8 @@ export class TransactionRelay {
   /** Rest of a large CopyData for a COPY the server already ended: dropped. */
   private droppingLarge = false;
 
-  /** Units on a shared (pipelined) connection: the connection, how many are in flight, and when each was sent. */
-  private sharedConn: ServerConnection | null = null;
-  private sharedUnits = 0;
-  private readonly sharedSent: { at: number; shape: ShapeStats; rows: number; inflight: number }[] = [];
+  /** The client's units on a shared (pipelined) connection. */
+  private readonly shared: SharedUnits;
   /** A unit that needs a connection of its own waits until the client's shared units are done. */
   private waitingForShared = false;
   /** Shape of the unit running on an exclusive connection, to learn its latency. */
@@ -81,6 +80,7 @@ export class TransactionRelay {
     this.keepBindings = purity !== null;
     this.messages = new MessageDispatcher(session, transactionMode, statementLimit, purity);
     this.local = new LocalAnswers(session, this.messages.statements, () => this.session.readRouter(this.pool) === null);
+    this.shared = new SharedUnits(session, classifier, (seconds, rows, backendName) => this.countUnit(seconds, rows, backendName));
   }
 
   /** Session mode: the client holds one server connection for its whole life. */
@@ -103,7 +103,7 @@ export class TransactionRelay {
       this.dispatch(server, type, buf, start, end);
       return;
     }
-    if (server === null && this.held.length === 0 && this.sharedUnits === 0) {
+    if (server === null && this.held.length === 0 && this.shared.inFlight === 0) {
       if (type === Frontend.Terminate) {
         this.session.closeQuietly();
         return;
@@ -141,7 +141,7 @@ export class TransactionRelay {
   serverReady(status: number, proxyOwn: boolean): void {
     const server = this.session.server;
     if (server === null) {
-      if (this.sharedUnits > 0 && !proxyOwn) this.sharedUnitDone(status);
+      if (this.shared.inFlight > 0 && !proxyOwn) this.sharedUnitDone(status);
       return;
     }
     if (status === TxStatus.Idle && this.unitStart !== 0 && server.pending.length === 0) this.endUnit();
@@ -165,7 +165,7 @@ export class TransactionRelay {
     this.cancelCheckout = null;
     this.held = [];
     this.local.abandonDeferredBegin();
-    for (const _ of this.sharedSent.splice(0)) this.pool.sharedDropped();
+    this.shared.dropAll(this.pool);
     const server = this.session.server;
     if (server === null) return;
     this.session.server = null;
@@ -195,7 +195,7 @@ export class TransactionRelay {
     // After a reload moved this client (its backend or its tenant's placement), its units go to the
     // new pool, once none is left on a shared connection of the old one.
     const moved = this.pool.retired || this.session.placementStale;
-    if (moved && this.sharedUnits === 0) this.pool = this.session.repool();
+    if (moved && this.shared.inFlight === 0) this.pool = this.session.repool();
     const router = this.transactionMode ? this.session.readRouter(this.pool) : null;
     if ((this.classifier === null && router === null) || !this.transactionMode || this.local.deferredBegin) {
       this.checkout();
@@ -205,13 +205,14 @@ export class TransactionRelay {
     const complete = last.kind === 'message' && !this.session.paused;
     const target = complete && router !== null ? this.readTarget(router) : null;
     const shape = complete && target === null && this.classifier !== null ? shareableShape(this.held, this.messages.statements, this.classifier) : null;
-    const mayShare = this.sharedUnits < SHARED_UNITS_PER_CLIENT && !this.session.outputBackedUp && !(moved && this.sharedUnits > 0);
+    const inFlight = this.shared.inFlight;
+    const mayShare = inFlight < SHARED_UNITS_PER_CLIENT && !this.session.outputBackedUp && !(moved && inFlight > 0);
     if (shape !== null && shape.runs > 0 && shape.latencyMs < this.shareBelowMs && mayShare) {
       if (this.pool.sharedLimit.admits) {
         this.sendShared(shape);
         return;
       }
-      if (this.sharedUnits === 0) {
+      if (inFlight === 0) {
         // Over the limit: wait for a slot in the pipeline (a connection of its own would only add
         // load), but not behind a pipeline held up for longer than a few fast statements take.
         this.cancelCheckout = this.pool.waitForShared(
@@ -230,7 +231,7 @@ export class TransactionRelay {
       }
     }
     this.exclusiveShape = shape;
-    if (this.sharedUnits > 0) {
+    if (inFlight > 0) {
       this.waitingForShared = true;
       this.waitingTarget = target;
       return;
@@ -251,21 +252,17 @@ export class TransactionRelay {
 
   private sendShared(shape: ShapeStats): void {
     const run = (conn: ServerConnection): void => {
-      this.sharedConn = conn;
       conn.pending.currentOwner = this.session;
       this.prepareConnection(conn);
       const held = this.held;
       this.held = [];
       this.heldBytes = 0;
-      this.sharedUnits++;
-      this.session.usageRegistry.sharedUnits++;
-      this.pool.sharedStarted();
-      this.sharedSent.push({ at: performance.now(), shape, rows: this.session.rowsReceived, inflight: this.pool.sharedLimit.inflight });
+      this.shared.started(conn, this.pool, shape);
       for (const h of held) this.dispatch(conn, h.type, h.buf, h.start, h.end);
       this.resumeIfPaused();
     };
-    if (this.sharedConn !== null) {
-      run(this.sharedConn);
+    if (this.shared.conn !== null) {
+      run(this.shared.conn);
       return;
     }
     let cancelled = false;
@@ -289,34 +286,12 @@ export class TransactionRelay {
   }
 
   get sharedServer(): { conn: ServerConnection; pool: Pool } | null {
-    return this.sharedConn === null ? null : { conn: this.sharedConn, pool: this.pool };
+    return this.shared.conn === null ? null : { conn: this.shared.conn, pool: this.pool };
   }
 
-  /** The client's unit on the shared connection is answered. */
+  /** The client's oldest unit on the shared connection is answered. */
   private sharedUnitDone(status: number): void {
-    const conn = this.sharedConn!;
-    this.sharedUnits--;
-    // None when the client left: its units were dropped from the limit then, and their answers
-    // only end them here, so that the connection goes back once the last one is in.
-    const sent = this.sharedSent.shift();
-    if (sent !== undefined) {
-      const now = performance.now();
-      const ms = now - sent.at;
-      // Whether a statement is fast is judged by its own time on the server, not by the wait behind
-      // the units pipelined before it: that wait is the limit's signal, not the statement's.
-      this.classifier!.record(sent.shape, now - Math.max(sent.at, conn.lastAnsweredAt));
-      conn.lastAnsweredAt = now;
-      this.pool.sharedFinished(ms, sent.inflight);
-      this.countUnit(ms / 1000, this.session.rowsReceived - sent.rows, this.pool.backendName);
-    }
-    if (status !== TxStatus.Idle) {
-      // Classification admits no statement that opens a transaction; if one did, nobody may share it.
-      this.session.log.error({ user: this.session.user, status: String.fromCharCode(status) }, 'a shared statement left a transaction open; closing that server connection');
-      conn.close();
-    }
-    if (this.sharedUnits > 0) return;
-    this.sharedConn = null;
-    this.pool.sharedDrained(conn);
+    if (!this.shared.finished(status, this.pool)) return;
     if (this.waitingForShared && this.held.length > 0) {
       this.waitingForShared = false;
       const target = this.waitingTarget;
