@@ -392,6 +392,37 @@ describe('multiplexing', () => {
     }
   });
 
+  it('a unit pipelined behind one still on the old pool when a reload moves its tenant waits, then goes to the new placement', async () => {
+    const input = tenantConfigInput(layout, { pool: { mode: 'transaction', size: 4, queueTimeout: '10s', multiplex: true, sharedConnections: 1, shareBelow: '50ms' } });
+    const p = await startProxyWith(configSchema.parse(input));
+    const sql = postgres({ ...as('r3'), port: p.port, max: 1, prepare: false, onnotice: () => undefined });
+    let lock: { release(): Promise<void> } | undefined;
+    try {
+      const tenants = () => sql<{ t: string }[]>`select distinct tenant_id as t from items`.then((rows) => rows.map((r) => r.t));
+      for (let i = 0; i < 3; i++) expect(await tenants()).toEqual(['r3']);
+      lock = await lockItems();
+      const sharedBefore = p.usage.sharedUnits;
+      const first = tenants();
+      await new Promise((r) => setTimeout(r, 100));
+      const next = structuredClone(input) as { tenancy: { tenants: Record<string, unknown> } };
+      next.tenancy.tenants.r3 = { placement: 'database', database: `${layout.prefix}_d2` };
+      await p.reload(configSchema.parse(next));
+      const second = tenants();
+      await new Promise((r) => setTimeout(r, 100));
+      await lock.release();
+      lock = undefined;
+      // The first was sent before the move; the second, sent while the first was still on the old
+      // pool's shared connection, waited for it and then went to the new placement.
+      expect(await first).toEqual(['r3']);
+      expect(await second).toEqual(['d2']);
+      expect(p.usage.sharedUnits - sharedBefore).toBe(1);
+    } finally {
+      await lock?.release();
+      await sql.end();
+      await p.close();
+    }
+  });
+
   it('pgbench -S through a row tenant: simple and prepared, 0 failures', { timeout: 60_000 }, async () => {
     await pgbenchTables();
     for (const mode of ['simple', 'prepared']) {
