@@ -15,8 +15,13 @@ import { settingsDiff } from './params.js';
  * null otherwise.
  */
 export function sendSessionState(conn: ServerConnection, owner: ServerOwner, settings: Map<string, string>, tenant: TenantContext | null, keepBindings: boolean): Buffer | null {
-  const sql = settingsDiff(settings, conn.params);
+  // Servers before PostgreSQL 18 do not report search_path, so only a schema tenant's binding puts
+  // one in conn.params: a client that never asked for it must not resolve names through it.
+  const strayPath = !settings.has('search_path') && conn.params.has('search_path') && tenant?.binding.searchPath === undefined;
+  const diff = settingsDiff(settings, conn.params);
+  const sql = strayPath ? (diff === '' ? 'RESET search_path' : `RESET search_path; ${diff}`) : diff;
   if (sql !== '') {
+    if (strayPath) conn.params.delete('search_path');
     for (const [k, v] of settings) conn.params.set(k, v);
     conn.pending.push(Request.Sync, SKIP | SIMPLE);
     conn.sendOwned(query(sql));

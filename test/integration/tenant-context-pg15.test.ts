@@ -1,51 +1,82 @@
 /**
- * A tenant binding that fails on a shared (pipelined) connection must never be taken as in
- * place. Run against PostgreSQL 15, which, unlike 18, does not report search_path: there nothing
- * else makes the next unit of that tenant send its binding again, and without it the unit would
- * run under the context of whichever tenant used the connection before.
+ * The tenant context on PostgreSQL 15, which, unlike 18, does not report search_path: nothing the
+ * server says tells pgtenant that a schema tenant's search_path is still on a connection, or that
+ * a binding must be sent again. Without care a unit then runs under the context of whichever
+ * tenant used the connection before: a binding that failed on a shared (pipelined) connection must
+ * never be taken as in place, and a schema tenant's search_path must not outlive its binding.
  */
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { configSchema } from '../../src/config/schema.js';
-import { schemaSql } from '../../src/tenancy/setup-sql.js';
+import { rlsSql, schemaSql } from '../../src/tenancy/setup-sql.js';
 import type { Proxy } from '../../src/proxy/proxy.js';
 import { startProxyWith } from '../harness/proxy.js';
 import { startCluster, type Cluster } from '../harness/replication.js';
 
 const LOGIN = { user: 'app', password: 'secret', database: 'app' };
+/** A second database whose schema tenant has no role of its own: search_path alone separates it. */
+const NO_ROLES = 'noroles';
 
 let cluster: Cluster;
+/** Multiplexing on `app`, schema tenants with roles. */
 let proxy: Proxy;
+/** One server connection on `noroles`, for row and schema tenants and the exempt owner alike. */
+let single: Proxy;
+
+async function sqlOn(database: string, ...statements: string[]): Promise<void> {
+  const c = new pg.Client({ host: '127.0.0.1', port: cluster.primary.port, user: 'postgres', database });
+  await c.connect();
+  try {
+    for (const statement of statements) await c.query(statement);
+  } finally {
+    await c.end();
+  }
+}
+
+const items = (schema: string, rows: string[][]): string => `CREATE TABLE ${schema}.items (tenant_id text, id int, name text); INSERT INTO ${schema}.items VALUES ${rows.map(([t, name]) => `('${t}', 1, '${name}')`).join(', ')}`;
 
 beforeAll(async () => {
   cluster = await startCluster(0);
-  const admin = new pg.Client({ host: '127.0.0.1', port: cluster.primary.port, user: 'postgres', database: 'postgres' });
-  await admin.connect();
-  await admin.query(`CREATE ROLE ${LOGIN.user} LOGIN PASSWORD '${LOGIN.password}'`);
-  await admin.query(`CREATE DATABASE ${LOGIN.database}`);
-  await admin.end();
-  const db = new pg.Client({ host: '127.0.0.1', port: cluster.primary.port, user: 'postgres', database: LOGIN.database });
-  await db.connect();
+  await sqlOn('postgres', `CREATE ROLE ${LOGIN.user} LOGIN PASSWORD '${LOGIN.password}'`, `CREATE ROLE owner LOGIN`, `CREATE DATABASE ${LOGIN.database}`, `CREATE DATABASE ${NO_ROLES}`);
   // s1 is set up as `pgtenant sql schema` says; s9 is configured but its tenant role was never created.
-  for (const t of ['s1', 's9']) await db.query(`CREATE SCHEMA tenant_${t}; CREATE TABLE tenant_${t}.items (id int PRIMARY KEY, name text); INSERT INTO tenant_${t}.items VALUES (1, '${t}-1')`);
-  await db.query(schemaSql({ tenant: 's1', schema: 'tenant_{tenant}', loginRole: LOGIN.user, tenantRole: 'role_{tenant}' }));
-  await db.end();
-  proxy = await startProxyWith(configSchema.parse({
+  await sqlOn(LOGIN.database, `CREATE SCHEMA tenant_s1; ${items('tenant_s1', [['s1', 's1-1']])}`, `CREATE SCHEMA tenant_s9; ${items('tenant_s9', [['s9', 's9-1']])}`);
+  await sqlOn(LOGIN.database, schemaSql({ tenant: 's1', schema: 'tenant_{tenant}', loginRole: LOGIN.user, tenantRole: 'role_{tenant}' }));
+  await sqlOn(
+    NO_ROLES,
+    items('public', [['r1', 'r1-1'], ['r2', 'r2-1']]),
+    rlsSql({ table: 'public.items', column: 'tenant_id', columnType: 'text', setting: 'app.tenant_id', role: LOGIN.user }),
+    `CREATE SCHEMA tenant_s1; ${items('tenant_s1', [['s1', 's1-secret']])}`,
+    schemaSql({ tenant: 's1', schema: 'tenant_{tenant}', loginRole: LOGIN.user }),
+  );
+  const base = {
     listen: { host: '127.0.0.1', port: 0 },
     backends: { main: { host: '127.0.0.1', port: cluster.primary.port, user: LOGIN.user, password: LOGIN.password } },
-    users: { [LOGIN.user]: { password: LOGIN.password } },
+    users: { [LOGIN.user]: { password: LOGIN.password }, owner: { password: 'owner', tenancy: 'exempt', backendUser: LOGIN.user } },
+    log: { level: 'silent' },
+  };
+  proxy = await startProxyWith(configSchema.parse({
+    ...base,
     pool: { mode: 'transaction', size: 2, queueTimeout: '10s', multiplex: true, sharedConnections: 1, shareBelow: '50ms' },
     tenancy: {
       placements: { schema: { database: LOGIN.database, schema: 'tenant_{tenant}', role: 'role_{tenant}' } },
       default: 'schema',
       tenants: { s1: { placement: 'schema' }, s9: { placement: 'schema' } },
     },
-    log: { level: 'silent' },
+  }));
+  single = await startProxyWith(configSchema.parse({
+    ...base,
+    pool: { mode: 'transaction', size: 1, queueTimeout: '10s' },
+    tenancy: {
+      placements: { row: { database: NO_ROLES }, schema: { database: NO_ROLES, schema: 'tenant_{tenant}' } },
+      default: 'row',
+      tenants: { s1: { placement: 'schema' }, r1: { placement: 'row' } },
+    },
   }));
 }, 120_000);
 
 afterAll(async () => {
   await proxy?.close();
+  await single?.close();
   await cluster?.stop();
 });
 
@@ -106,6 +137,40 @@ describe('tenant binding on a shared connection', () => {
       await locker.end();
       for (const c of clients) await c.end().catch(() => undefined);
       await s1.end();
+    }
+  });
+});
+
+describe('search_path across placements on one server connection', () => {
+  const as = (user: string, password = LOGIN.password) => ({ host: '127.0.0.1', port: single.port, user, password, database: NO_ROLES });
+
+  it('a row tenant, or the exempt owner, after a schema tenant does not resolve names through its schema', async () => {
+    const s1 = new pg.Client(as('app@s1'));
+    await s1.connect();
+    try {
+      expect((await s1.query('select name from items')).rows).toEqual([{ name: 's1-secret' }]);
+    } finally {
+      await s1.end();
+    }
+    // The only server connection now had s1's binding; its search_path must not carry over.
+    const r1 = new pg.Client(as('app@r1'));
+    await r1.connect();
+    try {
+      expect((await r1.query('select name from items')).rows).toEqual([{ name: 'r1-1' }]);
+      expect((await r1.query('show search_path')).rows).toEqual([{ search_path: '"$user", public' }]);
+    } finally {
+      await r1.end();
+    }
+    const s1Again = new pg.Client(as('app@s1'));
+    await s1Again.connect();
+    await s1Again.query('select name from items');
+    await s1Again.end();
+    const owner = new pg.Client(as('owner', 'owner'));
+    await owner.connect();
+    try {
+      expect((await owner.query('show search_path')).rows).toEqual([{ search_path: '"$user", public' }]);
+    } finally {
+      await owner.end();
     }
   });
 });
