@@ -6,6 +6,7 @@ import type { TestProject } from 'vitest/node';
 import { startEmbeddedPostgres } from '../../src/backend/embedded.js';
 import { APP_ROLE } from './app-role.js';
 import { freePort } from './ports.js';
+import { startCluster } from './replication.js';
 
 export interface PostgresInfo {
   host: string;
@@ -20,8 +21,27 @@ declare module 'vitest' {
   }
 }
 
-/** One throwaway Postgres shared by all test files of the run. */
+/**
+ * One throwaway Postgres shared by all test files of the run: the embedded PostgreSQL 18, or with
+ * PGTENANT_TEST_POSTGRES=15 the system's PostgreSQL 15, which (unlike 18) does not report
+ * search_path to clients, so the proxy cannot learn it from the server.
+ */
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  const version = process.env.PGTENANT_TEST_POSTGRES;
+  if (version !== undefined && version !== '15') throw new Error(`PGTENANT_TEST_POSTGRES=${version}: only 15 (the system's PostgreSQL 15) is supported`);
+  if (version === '15') {
+    const cluster = await startCluster(0, ['max_connections = 300']);
+    // Trust authentication: the password is not checked.
+    const info: PostgresInfo = { host: '127.0.0.1', port: cluster.primary.port, user: 'postgres', password: 'postgres' };
+    try {
+      await createAppRole(info);
+    } catch (err) {
+      await cluster.stop();
+      throw err;
+    }
+    project.provide('postgres', info);
+    return () => cluster.stop();
+  }
   // The temp dir itself is the data dir: the library chowns it to the
   // postgres user when running as root (its mkdtemp mode 0700 would otherwise
   // lock that user out) and deletes it at stop() since it is not persistent.
@@ -52,5 +72,14 @@ async function createAppRole(info: PostgresInfo): Promise<void> {
     await client.query(`CREATE DATABASE ${APP_ROLE.database} OWNER ${APP_ROLE.user}`);
   } finally {
     await client.end();
+  }
+  // As createDatabase does (see grantCreateOnPublic): the owner keeps CREATE on public when tests
+  // make it NOINHERIT on PostgreSQL 15.
+  const db = new pg.Client({ ...info, database: APP_ROLE.database });
+  await db.connect();
+  try {
+    await db.query(`GRANT CREATE ON SCHEMA public TO ${APP_ROLE.user}`);
+  } finally {
+    await db.end();
   }
 }

@@ -37,5 +37,20 @@ export async function createDatabase(name: string, owner?: string): Promise<stri
   } finally {
     await client.end();
   }
+  if (owner !== undefined) await grantCreateOnPublic(name, owner);
   return name;
+}
+
+/**
+ * An owner creates tables in public through its implicit pg_database_owner membership, which
+ * PostgreSQL 15 stops inheriting once the role is NOINHERIT (as `pgtenant sql schema` makes the
+ * login role): granted directly, it keeps working whatever other tests set up.
+ */
+export async function grantCreateOnPublic(database: string, role: string): Promise<void> {
+  const client = await adminClient(database);
+  try {
+    await client.query(`GRANT CREATE ON SCHEMA public TO ${client.escapeIdentifier(role)}`);
+  } finally {
+    await client.end();
+  }
 }

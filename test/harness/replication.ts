@@ -52,7 +52,8 @@ async function query(port: number, sql: string): Promise<pg.QueryResult> {
   }
 }
 
-export async function startCluster(replicaCount: number): Promise<Cluster> {
+/** `settings`: more postgresql.conf lines for every server. */
+export async function startCluster(replicaCount: number, settings: string[] = []): Promise<Cluster> {
   const ids = osUser();
   const root = mkdtempSync(path.join(os.tmpdir(), 'pgtenant-repl-'));
   if (ids) chownSync(root, ids.uid, ids.gid);
@@ -72,7 +73,7 @@ export async function startCluster(replicaCount: number): Promise<Cluster> {
     await run(ids, 'initdb', ['-D', primary.dataDir, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--no-sync']);
     appendFileSync(
       path.join(primary.dataDir, 'postgresql.conf'),
-      [`port = ${primary.port}`, "listen_addresses = '127.0.0.1'", `unix_socket_directories = '${root}'`, 'fsync = off', 'wal_level = replica', 'max_wal_senders = 10', 'hot_standby = on', 'shared_buffers = 32MB', ''].join('\n'),
+      [`port = ${primary.port}`, "listen_addresses = '127.0.0.1'", `unix_socket_directories = '${root}'`, 'fsync = off', 'wal_level = replica', 'max_wal_senders = 10', 'hot_standby = on', 'shared_buffers = 32MB', ...settings, ''].join('\n'),
     );
     await primary.start();
     started.push(primary);
