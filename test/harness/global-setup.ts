@@ -27,7 +27,7 @@ declare module 'vitest' {
  * search_path to clients, so the proxy cannot learn it from the server.
  */
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
-  const version = process.env.PGTENANT_TEST_POSTGRES;
+  const version = process.env.PGTENANT_TEST_POSTGRES || undefined;
   if (version !== undefined && version !== '15') throw new Error(`PGTENANT_TEST_POSTGRES=${version}: only 15 (the system's PostgreSQL 15) is supported`);
   if (version === '15') {
     const cluster = await startCluster(0, ['max_connections = 300']);

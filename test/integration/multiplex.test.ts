@@ -54,7 +54,7 @@ function sendCancel(client: pg.Client): Promise<void> {
 
 beforeAll(async () => {
   layout = await createTenantLayout();
-  const input = tenantConfigInput(layout, { pool: { mode: 'transaction', size: 4, queueTimeout: '10s', multiplex: true, sharedConnections: 1, shareBelow: '50ms' }, admin: { port: 0, users: [backend().user] } });
+  const input = tenantConfigInput(layout, { pool: { mode: 'transaction', size: 4, queueTimeout: '10s', multiplex: true, sharedConnections: 1, shareBelow: '500ms' }, admin: { port: 0, users: [backend().user] } });
   proxy = await startProxyWith(configSchema.parse(input));
 });
 
@@ -99,7 +99,7 @@ describe('multiplexing', () => {
 
   it('a binding kept on a connection between shared units is sent again after another tenant used it alone', async () => {
     // One server connection, so the other tenant's transaction runs exactly where r1's shared units ran.
-    const input = tenantConfigInput(layout, { pool: { mode: 'transaction', size: 1, queueTimeout: '10s', multiplex: true, sharedConnections: 1, shareBelow: '50ms' } });
+    const input = tenantConfigInput(layout, { pool: { mode: 'transaction', size: 1, queueTimeout: '10s', multiplex: true, sharedConnections: 1, shareBelow: '500ms' } });
     const single = await startProxyWith(configSchema.parse(input));
     const at = (tenant: string) => ({ ...as(tenant), port: single.port });
     const r1 = new pg.Client(at('r1'));
@@ -373,7 +373,7 @@ describe('multiplexing', () => {
   });
 
   it('after a reload moves a tenant, its next shared reads go to its new placement', async () => {
-    const input = tenantConfigInput(layout, { pool: { mode: 'transaction', size: 4, queueTimeout: '10s', multiplex: true, sharedConnections: 1, shareBelow: '50ms' } });
+    const input = tenantConfigInput(layout, { pool: { mode: 'transaction', size: 4, queueTimeout: '10s', multiplex: true, sharedConnections: 1, shareBelow: '500ms' } });
     const p = await startProxyWith(configSchema.parse(input));
     const c = new pg.Client({ ...as('r3'), port: p.port });
     await c.connect();
@@ -393,7 +393,7 @@ describe('multiplexing', () => {
   });
 
   it('a unit pipelined behind one still on the old pool when a reload moves its tenant waits, then goes to the new placement', async () => {
-    const input = tenantConfigInput(layout, { pool: { mode: 'transaction', size: 4, queueTimeout: '10s', multiplex: true, sharedConnections: 1, shareBelow: '50ms' } });
+    const input = tenantConfigInput(layout, { pool: { mode: 'transaction', size: 4, queueTimeout: '10s', multiplex: true, sharedConnections: 1, shareBelow: '500ms' } });
     const p = await startProxyWith(configSchema.parse(input));
     const sql = postgres({ ...as('r3'), port: p.port, max: 1, prepare: false, onnotice: () => undefined });
     let lock: { release(): Promise<void> } | undefined;

@@ -56,7 +56,7 @@ beforeAll(async () => {
   };
   proxy = await startProxyWith(configSchema.parse({
     ...base,
-    pool: { mode: 'transaction', size: 2, queueTimeout: '10s', multiplex: true, sharedConnections: 1, shareBelow: '50ms' },
+    pool: { mode: 'transaction', size: 2, queueTimeout: '10s', multiplex: true, sharedConnections: 1, shareBelow: '500ms' },
     tenancy: {
       placements: { schema: { database: LOGIN.database, schema: 'tenant_{tenant}', role: 'role_{tenant}' } },
       default: 'schema',
