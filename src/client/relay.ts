@@ -83,6 +83,11 @@ export class TransactionRelay {
     this.shared = new SharedUnits(session, classifier, (seconds, rows, backendName) => this.countUnit(seconds, rows, backendName));
   }
 
+  /** A reload moved this client (its backend or its tenant's placement): its pool is no longer the right one. */
+  private get moved(): boolean {
+    return this.pool.retired || this.session.placementStale;
+  }
+
   /** Session mode: the client holds one server connection for its whole life. */
   start(): void {
     if (!this.transactionMode) this.checkout();
@@ -192,9 +197,8 @@ export class TransactionRelay {
    * it is a fast autocommit unit, else to a connection of its own.
    */
   private route(last: Held): void {
-    // After a reload moved this client (its backend or its tenant's placement), its units go to the
-    // new pool, once none is left on a shared connection of the old one.
-    const moved = this.pool.retired || this.session.placementStale;
+    // Its units go to the new pool once none is left on a shared connection of the old one.
+    const moved = this.moved;
     if (moved && this.shared.inFlight === 0) this.pool = this.session.repool();
     const router = this.transactionMode ? this.session.readRouter(this.pool) : null;
     if ((this.classifier === null && router === null) || !this.transactionMode || this.local.deferredBegin) {
@@ -314,8 +318,7 @@ export class TransactionRelay {
         return;
       }
     }
-    // After a reload moved this client (its backend or its tenant's placement), take the new pool.
-    if (this.pool.retired || this.session.placementStale) {
+    if (this.moved) {
       this.pool = this.session.repool();
       target = null;
     }
