@@ -4,7 +4,7 @@ import path from 'node:path';
 import pg from 'pg';
 import type { TestProject } from 'vitest/node';
 import { startEmbeddedPostgres } from '../../src/backend/embedded.js';
-import { APP_ROLE } from './app-role.js';
+import { APP_ROLE, grantCreateOnPublic } from './app-role.js';
 import { freePort } from './ports.js';
 import { startCluster } from './replication.js';
 
@@ -29,19 +29,23 @@ declare module 'vitest' {
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   const version = process.env.PGTENANT_TEST_POSTGRES || undefined;
   if (version !== undefined && version !== '15') throw new Error(`PGTENANT_TEST_POSTGRES=${version}: only 15 (the system's PostgreSQL 15) is supported`);
-  if (version === '15') {
-    const cluster = await startCluster(0, ['max_connections = 300']);
-    // Trust authentication: the password is not checked.
-    const info: PostgresInfo = { host: '127.0.0.1', port: cluster.primary.port, user: 'postgres', password: 'postgres' };
-    try {
-      await createAppRole(info);
-    } catch (err) {
-      await cluster.stop();
-      throw err;
-    }
-    project.provide('postgres', info);
-    return () => cluster.stop();
+  const server = version === '15' ? await startSystemPostgres15() : await startEmbedded();
+  try {
+    await createAppRole(server.info);
+  } catch (err) {
+    await server.stop();
+    throw err;
   }
+  project.provide('postgres', server.info);
+  return server.stop;
+}
+
+interface TestServer {
+  info: PostgresInfo;
+  stop(): Promise<void>;
+}
+
+async function startEmbedded(): Promise<TestServer> {
   // The temp dir itself is the data dir: the library chowns it to the
   // postgres user when running as root (its mkdtemp mode 0700 would otherwise
   // lock that user out) and deletes it at stop() since it is not persistent.
@@ -53,15 +57,13 @@ export default async function setup(project: TestProject): Promise<() => Promise
     password: 'postgres',
     persistent: false,
   });
-  const info: PostgresInfo = { host: server.host, port: server.port, user: server.user, password: server.password };
-  try {
-    await createAppRole(info);
-  } catch (err) {
-    await server.stop();
-    throw err;
-  }
-  project.provide('postgres', info);
-  return () => server.stop();
+  return { info: { host: server.host, port: server.port, user: server.user, password: server.password }, stop: () => server.stop() };
+}
+
+async function startSystemPostgres15(): Promise<TestServer> {
+  const cluster = await startCluster(0, ['max_connections = 300']);
+  // Trust authentication: the password is not checked.
+  return { info: { host: '127.0.0.1', port: cluster.primary.port, user: 'postgres', password: 'postgres' }, stop: () => cluster.stop() };
 }
 
 async function createAppRole(info: PostgresInfo): Promise<void> {
@@ -73,13 +75,5 @@ async function createAppRole(info: PostgresInfo): Promise<void> {
   } finally {
     await client.end();
   }
-  // As createDatabase does (see grantCreateOnPublic): the owner keeps CREATE on public when tests
-  // make it NOINHERIT on PostgreSQL 15.
-  const db = new pg.Client({ ...info, database: APP_ROLE.database });
-  await db.connect();
-  try {
-    await db.query(`GRANT CREATE ON SCHEMA public TO ${APP_ROLE.user}`);
-  } finally {
-    await db.end();
-  }
+  await grantCreateOnPublic(info, APP_ROLE.database, APP_ROLE.user);
 }

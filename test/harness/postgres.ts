@@ -3,6 +3,8 @@ import pg from 'pg';
 import { inject } from 'vitest';
 import type { PostgresInfo } from './global-setup.js';
 
+import { grantCreateOnPublic } from './app-role.js';
+
 export { APP_ROLE } from './app-role.js';
 export type { PostgresInfo };
 
@@ -37,20 +39,6 @@ export async function createDatabase(name: string, owner?: string): Promise<stri
   } finally {
     await client.end();
   }
-  if (owner !== undefined) await grantCreateOnPublic(name, owner);
+  if (owner !== undefined) await grantCreateOnPublic(backend(), name, owner);
   return name;
-}
-
-/**
- * An owner creates tables in public through its implicit pg_database_owner membership, which
- * PostgreSQL 15 stops inheriting once the role is NOINHERIT (as `pgtenant sql schema` makes the
- * login role): granted directly, it keeps working whatever other tests set up.
- */
-export async function grantCreateOnPublic(database: string, role: string): Promise<void> {
-  const client = await adminClient(database);
-  try {
-    await client.query(`GRANT CREATE ON SCHEMA public TO ${client.escapeIdentifier(role)}`);
-  } finally {
-    await client.end();
-  }
 }
