@@ -372,6 +372,13 @@ describe('multiplexing', () => {
     }
   });
 
+  /** Reloads `p` with `input`, but r3 moved from the shared database to d2's. */
+  async function moveR3ToItsOwnDatabase(p: Proxy, input: Record<string, unknown>): Promise<void> {
+    const next = structuredClone(input) as { tenancy: { tenants: Record<string, unknown> } };
+    next.tenancy.tenants.r3 = { placement: 'database', database: `${layout.prefix}_d2` };
+    await p.reload(configSchema.parse(next));
+  }
+
   it('after a reload moves a tenant, its next shared reads go to its new placement', async () => {
     const input = tenantConfigInput(layout, { pool: { mode: 'transaction', size: 4, queueTimeout: '10s', multiplex: true, sharedConnections: 1, shareBelow: '500ms' } });
     const p = await startProxyWith(configSchema.parse(input));
@@ -381,9 +388,7 @@ describe('multiplexing', () => {
       const tenants = async (): Promise<unknown[]> => (await c.query('select distinct tenant_id as t from items')).rows;
       for (let i = 0; i < 3; i++) expect(await tenants()).toEqual([{ t: 'r3' }]);
       const sharedBefore = p.usage.sharedUnits;
-      const next = structuredClone(input) as { tenancy: { tenants: Record<string, unknown> } };
-      next.tenancy.tenants.r3 = { placement: 'database', database: `${layout.prefix}_d2` };
-      await p.reload(configSchema.parse(next));
+      await moveR3ToItsOwnDatabase(p, input);
       for (let i = 0; i < 3; i++) expect(await tenants()).toEqual([{ t: 'd2' }]);
       expect(p.usage.sharedUnits - sharedBefore).toBe(3);
     } finally {
@@ -404,9 +409,7 @@ describe('multiplexing', () => {
       const sharedBefore = p.usage.sharedUnits;
       const first = tenants();
       await new Promise((r) => setTimeout(r, 100));
-      const next = structuredClone(input) as { tenancy: { tenants: Record<string, unknown> } };
-      next.tenancy.tenants.r3 = { placement: 'database', database: `${layout.prefix}_d2` };
-      await p.reload(configSchema.parse(next));
+      await moveR3ToItsOwnDatabase(p, input);
       const second = tenants();
       await new Promise((r) => setTimeout(r, 100));
       await lock.release();
