@@ -1,4 +1,5 @@
 /** Session parameters a client may set that pgtenant carries across pooled server connections. */
+import { quoteIdent, quoteLiteral } from '../tenancy/setup-sql.js';
 
 /** Canonical spelling of GUCs the server reports in ParameterStatus (names are case-insensitive). */
 const CANONICAL = new Map<string, string>([
@@ -38,17 +39,34 @@ export function settingsFromStartup(params: Map<string, string>, options: Map<st
   return settings;
 }
 
-const quoteLiteral = (s: string): string => "'" + s.replace(/'/g, "''") + "'";
-
 /**
  * A statement that brings a server connection's settings to what the client expects; '' when they
  * match. set_config takes the value as a whole, as the server reported it (list settings such as
  * search_path included, which SET would read as one quoted element).
  */
 export function settingsDiff(wanted: Map<string, string>, server: Map<string, string>): string {
-  let calls = '';
-  for (const [k, v] of wanted) {
-    if (server.get(k) !== v) calls += `${calls === '' ? '' : ', '}pg_catalog.set_config(${quoteLiteral(k)}, ${quoteLiteral(v)}, false)`;
+  // Every checkout asks: nothing is allocated while the settings match.
+  let differing: [string, string][] | null = null;
+  for (const [k, v] of wanted) if (server.get(k) !== v) (differing ??= []).push([k, v]);
+  return differing === null ? '' : setConfigStatement(differing, false);
+}
+
+/**
+ * Settings a server connection has that the client never chose, and their `RESET`s ('' for none):
+ * an earlier client's settings the server does not report back (statement_timeout, for instance),
+ * and on servers before PostgreSQL 18 a schema tenant's search_path. `boundByTenant`: a setting
+ * the client's tenant binding sets itself.
+ */
+export function strayResets(wanted: Map<string, string>, server: Map<string, string>, boundByTenant: string | undefined): { names: string[]; sql: string } | null {
+  let names: string[] | null = null;
+  for (const k of server.keys()) {
+    if (!wanted.has(k) && k !== boundByTenant && isClientParameter(k)) (names ??= []).push(k);
   }
-  return calls === '' ? '' : `SELECT ${calls}`;
+  return names === null ? null : { names, sql: names.map((k) => `RESET ${quoteIdent(k)}`).join('; ') };
+}
+
+/** `SELECT set_config(...), ...` for each setting; `local`: undone when the statement's transaction ends. '' for none. */
+export function setConfigStatement(settings: [string, string][], local: boolean): string {
+  if (settings.length === 0) return '';
+  return `SELECT ${settings.map(([k, v]) => `pg_catalog.set_config(${quoteLiteral(k)}, ${quoteLiteral(v)}, ${local})`).join(', ')}`;
 }

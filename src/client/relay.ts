@@ -210,7 +210,9 @@ export class TransactionRelay {
     const target = complete && router !== null ? this.readTarget(router) : null;
     const shape = complete && target === null && this.classifier !== null ? shareableShape(this.held, this.messages.statements, this.classifier) : null;
     const inFlight = this.shared.inFlight;
-    const mayShare = inFlight < SHARED_UNITS_PER_CLIENT && !this.session.outputBackedUp && !(moved && inFlight > 0);
+    // Units in flight on a connection no new unit may join: the next waits for them to finish.
+    const leaving = inFlight > 0 && (moved || this.shared.conn?.settingsUnknown === true);
+    const mayShare = inFlight < SHARED_UNITS_PER_CLIENT && !this.session.outputBackedUp && !leaving;
     if (shape !== null && shape.runs > 0 && shape.latencyMs < this.shareBelowMs && mayShare) {
       if (this.pool.sharedLimit.admits) {
         this.sendShared(shape);

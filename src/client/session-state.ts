@@ -1,13 +1,14 @@
 /**
- * What goes ahead of a client's messages on a server connection: the session settings it differs
- * in, and the tenant binding unless the same binding is known to be in place already.
+ * What goes ahead of a client's messages on a server connection: resets of settings an earlier
+ * client left, the session settings it differs in, and the tenant binding unless the same binding
+ * is known to be in place already.
  */
 import { query } from '../protocol/messages.js';
 import { BINDING, Request, SIMPLE, SKIP } from '../pool/pending.js';
 import type { ServerConnection, ServerOwner } from '../pool/server-connection.js';
 import type { Binding } from '../tenancy/binding.js';
 import type { TenantContext } from '../tenancy/tenancy.js';
-import { settingsDiff } from './params.js';
+import { settingsDiff, strayResets } from './params.js';
 
 /**
  * Sends the client's settings and tenant binding ahead of its messages. Returns the binding to
@@ -15,16 +16,17 @@ import { settingsDiff } from './params.js';
  * null otherwise.
  */
 export function sendSessionState(conn: ServerConnection, owner: ServerOwner, settings: Map<string, string>, tenant: TenantContext | null, keepBindings: boolean): Buffer | null {
-  // Servers before PostgreSQL 18 do not report search_path, so only a schema tenant's binding puts
-  // one in conn.params: a client that never asked for it must not resolve names through it.
-  const strayPath = !settings.has('search_path') && conn.params.has('search_path') && tenant?.binding.searchPath === undefined;
+  // A client must not run under what an earlier one set (nor resolve names through a schema tenant's
+  // search_path). In a query of its own: in one with the settings, a setting that fails would roll it back.
+  const stray = strayResets(settings, conn.params, tenant?.binding.searchPath === undefined ? undefined : 'search_path');
+  if (stray !== null) {
+    for (const k of stray.names) conn.params.delete(k);
+    sendOwnQuery(conn, stray.sql);
+  }
   const diff = settingsDiff(settings, conn.params);
-  const sql = strayPath ? (diff === '' ? 'RESET search_path' : `RESET search_path; ${diff}`) : diff;
-  if (sql !== '') {
-    if (strayPath) conn.params.delete('search_path');
+  if (diff !== '') {
     for (const [k, v] of settings) conn.params.set(k, v);
-    conn.pending.push(Request.Sync, SKIP | SIMPLE);
-    conn.sendOwned(query(sql));
+    sendOwnQuery(conn, diff);
   }
   if (tenant === null) {
     if (!conn.shared) conn.bindingInPlace = null;
@@ -34,7 +36,7 @@ export function sendSessionState(conn: ServerConnection, owner: ServerOwner, set
   // The same binding in place (only statements that cannot change it ran since it was sent) and no
   // setting changed now: nothing to send. Any other tenant's binding differs, so it is always sent.
   const inPlace = conn.bindingInPlace;
-  const unchanged = sql === '' && inPlace !== null && (inPlace === apply || inPlace.equals(apply));
+  const unchanged = stray === null && diff === '' && inPlace !== null && (inPlace === apply || inPlace.equals(apply));
   // Still unanswered, it may yet fail: then this unit fails with it.
   if (unchanged) conn.bindingsPending.at(-1)?.reliant.push(owner);
   let keep: Buffer | null = null;
@@ -46,6 +48,12 @@ export function sendSessionState(conn: ServerConnection, owner: ServerOwner, set
   }
   if (!unchanged) sendBinding(conn, tenant.binding);
   return keep;
+}
+
+/** Its answers are swallowed; if it fails, the connection's settings are unknown (see reportSwallowed). */
+function sendOwnQuery(conn: ServerConnection, sql: string): void {
+  conn.pending.push(Request.Sync, SKIP | SIMPLE);
+  conn.sendOwned(query(sql));
 }
 
 /**

@@ -13,6 +13,7 @@ import { MAX_STARTUP_PACKET, parseStartupPacket } from './startup.js';
 import { ClientLogin } from './login.js';
 import type { SessionHost } from './session-host.js';
 import { TransactionRelay } from './relay.js';
+import { checkSettings, settingsToCheck } from './settings-check.js';
 import type { TenantContext } from '../tenancy/tenancy.js';
 import { NO_TENANT, TenantUsage, type UsageRegistry } from '../stats/usage.js';
 import type { Histogram } from '../stats/histogram.js';
@@ -214,7 +215,7 @@ export class ClientSession implements FrameHandler, ServerOwner {
     const p = this.host.config.pool;
     this.relay = new TransactionRelay(this, pool, p.mode === 'transaction', p.maxPreparedStatements, p.multiplex ? this.host.classifier : null, p.shareBelow, this.host.classifier);
     if (pool.serverParams !== null) {
-      this.welcome(pool.serverParams);
+      this.checkSettingsThenWelcome(pool, pool.serverParams);
       return;
     }
     // First client of this pool: a server connection tells us what to report (and proves the backend is there).
@@ -229,8 +230,26 @@ export class ClientSession implements FrameHandler, ServerOwner {
       }
       const params = new Map(conn.params);
       pool.release(conn);
-      this.welcome(params);
+      this.checkSettingsThenWelcome(pool, params);
     });
+  }
+
+  /** A startup setting the server would refuse fails the login, as logging in to Postgres itself would. */
+  private checkSettingsThenWelcome(pool: Pool, serverParams: Map<string, string>): void {
+    const unchecked = settingsToCheck(pool, this.settings, serverParams);
+    if (unchecked.length === 0) {
+      this.welcome(serverParams);
+      return;
+    }
+    checkSettings(pool, unchecked).then(
+      () => {
+        if (this.state !== 'closed') this.welcome(serverParams);
+      },
+      (err: PgError) => {
+        this.log.info({ user: this.user, code: err.code }, err.message);
+        this.fail(err);
+      },
+    );
   }
 
   private welcome(serverParams: Map<string, string>): void {
@@ -349,19 +368,19 @@ export class ClientSession implements FrameHandler, ServerOwner {
   }
 
   proxyRequestFailed(code: string, message: string, what: ProxyRequest): void {
-    if (what === 'settings') {
-      this.log.warn({ user: this.user, pid: this.pid, code, message }, 'a statement pgtenant sent on the client\'s behalf failed');
-      return;
-    }
-    // A failed binding may leave another tenant's context on the server connection, and a failed
-    // deferred BEGIN would let statements the client sent inside its transaction run outside one:
-    // either way neither the connection nor the client may go on.
-    const binding = what === 'binding';
-    this.log.error({ user: this.user, pid: this.pid, tenant: this.tenant?.tenant, code, message }, `${binding ? 'tenant binding' : 'deferred BEGIN'} failed; closing the client and its server connection`);
+    // A failed binding may leave another tenant's context on the server connection, a failed
+    // deferred BEGIN would let statements the client sent inside its transaction run outside one,
+    // and failed settings (checked at login, so another server refused them) would let them run
+    // without: in each case neither the connection nor the client may go on.
+    this.log.error({ user: this.user, pid: this.pid, tenant: this.tenant?.tenant, code, message }, `${what === 'binding' ? 'tenant binding' : what === 'begin' ? 'deferred BEGIN' : 'client settings'} failed; closing the client and its server connection`);
     const server = this.server;
     this.server = null;
     server?.close();
-    const reason = binding ? `pgtenant could not bind tenant "${this.tenant?.tenant}" to the server connection` : 'pgtenant could not start the transaction on the server';
+    if (what === 'settings') {
+      this.fail(new PgError(code, `pgtenant could not apply the client's settings on the server connection: ${message}`, 'FATAL'));
+      return;
+    }
+    const reason = what === 'binding' ? `pgtenant could not bind tenant "${this.tenant?.tenant}" to the server connection` : 'pgtenant could not start the transaction on the server';
     this.fail(new PgError(SqlState.ConnectionFailure, `${reason}: ${message}`, 'FATAL'));
   }
 

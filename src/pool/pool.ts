@@ -107,7 +107,7 @@ export class Pool {
     let best: ServerConnection | undefined;
     let usable = 0;
     for (const c of this.shared) {
-      if (c.cancelling) continue;
+      if (c.cancelling || c.settingsUnknown) continue;
       usable++;
       if (best === undefined || c.pending.length < best.pending.length) best = c;
     }
@@ -203,7 +203,7 @@ export class Pool {
     this.unhold(conn);
     conn.detach();
     if (conn.isClosed) return;
-    if (this.retired || !conn.isIdle) {
+    if (this.retired || !conn.isIdle || conn.settingsUnknown) {
       this.destroy(conn);
       return;
     }

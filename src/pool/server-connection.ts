@@ -97,6 +97,11 @@ export class ServerConnection implements FrameHandler {
    */
   cancelling = false;
   /**
+   * A statement pgtenant sent to bring the settings here in line failed: which are in effect is not
+   * known, so no new unit comes here and the pool closes the connection when it gets it back.
+   */
+  settingsUnknown = false;
+  /**
    * When the last pipelined unit here was answered (performance.now()): the server starts on a
    * unit when it is done with the one before, so a unit's own cost is counted from then.
    */
@@ -157,12 +162,12 @@ export class ServerConnection implements FrameHandler {
     return this.state === 'closed';
   }
 
-  /** Nothing outstanding and not inside a transaction: can go back to the pool. */
   /** The next response the server owes is for a statement pgtenant sent itself. */
   get runningOwnRequests(): boolean {
     return (this.pending.headFlags() & SKIP) !== 0;
   }
 
+  /** Nothing outstanding and not inside a transaction: can go back to the pool. */
   get isIdle(): boolean {
     return this.pending.length === 0 && this.txStatus === TxStatus.Idle;
   }
@@ -348,6 +353,7 @@ export class ServerConnection implements FrameHandler {
     const message = f.get('M') ?? 'unknown error';
     const what = (flags & BINDING) !== 0 ? 'binding' : (flags & TX_START) !== 0 ? 'begin' : 'settings';
     if (what !== 'binding') {
+      if (what === 'settings') this.settingsUnknown = true;
       owner.proxyRequestFailed(code, message, what);
       return;
     }

@@ -1,5 +1,5 @@
 import { describe, it, expect } from 'vitest';
-import { FORBIDDEN_SETTINGS, canonicalName, isClientParameter, settingsDiff, settingsFromStartup } from '../../../src/client/params.js';
+import { FORBIDDEN_SETTINGS, canonicalName, isClientParameter, settingsDiff, settingsFromStartup, strayResets } from '../../../src/client/params.js';
 
 describe('canonicalName', () => {
   it('spells reported GUCs as the server does, whatever the case', () => {
@@ -118,5 +118,27 @@ describe('settingsDiff', () => {
     expect(settingsDiff(new Map([['application_name', "it's"]]), new Map())).toBe(`SELECT pg_catalog.set_config('application_name', 'it''s', false)`);
     expect(settingsDiff(new Map([['application_name', "'; DROP TABLE t; --"]]), new Map())).toBe(`SELECT pg_catalog.set_config('application_name', '''; DROP TABLE t; --', false)`);
     expect(settingsDiff(new Map([["my'app.x", 'v']]), new Map())).toBe(`SELECT pg_catalog.set_config('my''app.x', 'v', false)`);
+  });
+});
+
+describe('strayResets', () => {
+  const server = new Map([
+    ['application_name', 'psql'],
+    ['server_version', '15.4'],
+    ['is_superuser', 'off'],
+    ['statement_timeout', '100ms'],
+    ['search_path', 'tenant_s1'],
+  ]);
+
+  it('resets what an earlier client set and this one never chose, never what the server owns', () => {
+    expect(strayResets(new Map([['application_name', 'x']]), server, undefined)).toEqual({ names: ['statement_timeout', 'search_path'], sql: 'RESET "statement_timeout"; RESET "search_path"' });
+  });
+
+  it('leaves search_path to a tenant binding that sets it, and settings the client has to settingsDiff', () => {
+    expect(strayResets(new Map([['application_name', 'x'], ['statement_timeout', '5s']]), server, 'search_path')).toBeNull();
+  });
+
+  it('quotes names whole, so a client-chosen name cannot end the statement', () => {
+    expect(strayResets(new Map(), new Map([['my"app.x; DROP TABLE t', 'v']]), undefined)?.sql).toBe('RESET "my""app.x; DROP TABLE t"');
   });
 });
