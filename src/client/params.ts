@@ -52,7 +52,7 @@ export function settingsDiff(wanted: Map<string, string>, server: Map<string, st
 }
 
 /**
- * Settings a server connection has that the client never chose, and their `RESET`s ('' for none):
+ * Settings a server connection has that the client never chose, and their `RESET`s (null: none):
  * an earlier client's settings the server does not report back (statement_timeout, for instance),
  * and on servers before PostgreSQL 18 a schema tenant's search_path. `boundByTenant`: a setting
  * the client's tenant binding sets itself.

@@ -1,17 +1,15 @@
 import { Frontend, TxStatus } from '../protocol/codes.js';
-import { readyForQuery } from '../protocol/messages.js';
 import { PgError, SqlState } from '../protocol/sqlstate.js';
 import type { Pool } from '../pool/pool.js';
 import type { ServerConnection } from '../pool/server-connection.js';
 import type { ClientSession } from './session.js';
 import type { ShapeStats, UnitClassifier } from '../sql/classify.js';
-import { endsUnit, shareableShape, type Held } from './units.js';
+import { answerWithError, endsUnit, shareableShape, type Held } from './units.js';
 import { MessageDispatcher } from './dispatch.js';
 import { sendSessionState } from './session-state.js';
 import { LocalAnswers } from './local-answers.js';
 import { SharedUnits } from './shared-units.js';
-import type { ReadRouter } from '../routing/router.js';
-import type { ReplicaState } from '../routing/replicas.js';
+import type { ReadTarget } from '../routing/router.js';
 
 /** Above this many bytes held while waiting for a server, stop reading the client. */
 const HELD_LIMIT = 1 << 20;
@@ -207,7 +205,7 @@ export class TransactionRelay {
     }
     if (last.kind === 'message' && !endsUnit(last.type) && last.type !== Frontend.Terminate && this.heldBytes <= HELD_LIMIT) return;
     const complete = last.kind === 'message' && !this.session.paused;
-    const target = complete && router !== null ? this.readTarget(router) : null;
+    const target = complete && router !== null ? router.target(this.held, this.messages.statements, this.pool, this.session.readOnlyUser) : null;
     const shape = complete && target === null && this.classifier !== null ? shareableShape(this.held, this.messages.statements, this.classifier) : null;
     const inFlight = this.shared.inFlight;
     // Units in flight on a connection no new unit may join: the next waits for them to finish.
@@ -243,17 +241,6 @@ export class TransactionRelay {
       return;
     }
     this.checkout(target);
-  }
-
-  /** A replica for the first held batch when it only reads and one is eligible; null: the primary. */
-  private readTarget(router: ReadRouter): ReadTarget | null {
-    const { kind, length } = router.classifier.batchKind(this.held, this.messages.statements);
-    if (kind === 'primary' && !this.session.readOnlyUser) return null;
-    const state = router.pick(this.pool);
-    if (state === null) return null;
-    // Autocommit reads hand the connection back after their batch; a read-only transaction (or a
-    // read-only user) keeps it until ReadyForQuery idle, like any unit.
-    return { router, state, autocommit: kind === 'read', length };
   }
 
   private sendShared(shape: ShapeStats): void {
@@ -420,17 +407,9 @@ export class TransactionRelay {
       this.session.fail(new PgError(err.code, err.message, 'FATAL', err.detail, err.hint));
       return;
     }
-    let answered = false;
-    for (const h of held) {
-      if (h.kind === 'message' && (h.type === Frontend.Sync || h.type === Frontend.Query || h.type === Frontend.FunctionCall)) {
-        if (!answered) this.session.fail(err);
-        answered = true;
-        this.session.send(readyForQuery(TxStatus.Idle));
-      }
-    }
     // Nothing to answer (a session-mode client waiting at login, or one idle in the queue): it cannot
     // be left without a server, so it is closed with the reason.
-    if (!answered) this.session.fail(new PgError(err.code, err.message, 'FATAL', err.detail, err.hint));
+    if (!answerWithError(held, err, this.session)) this.session.fail(new PgError(err.code, err.message, 'FATAL', err.detail, err.hint));
   }
 
   /** Sends a client message; the first one on an exclusive server connection starts a unit of work. */
@@ -475,13 +454,4 @@ export class TransactionRelay {
     this.session.backendLatency(backendName).observe(seconds);
   }
 
-}
-
-/** Where a read unit runs: a replica picked by its router; `length` held entries form its first batch. */
-interface ReadTarget {
-  router: ReadRouter;
-  state: ReplicaState;
-  /** Autocommit reads (not a READ ONLY transaction): later batches are routed anew. */
-  autocommit: boolean;
-  length: number;
 }

@@ -1,4 +1,6 @@
-import { Frontend } from '../protocol/codes.js';
+import { Frontend, TxStatus } from '../protocol/codes.js';
+import { readyForQuery } from '../protocol/messages.js';
+import type { PgError } from '../protocol/sqlstate.js';
 import { cstringEnd } from '../protocol/read.js';
 import { statementText, type PreparedStatement } from '../pool/prepared.js';
 import type { ShapeStats, UnitClassifier } from '../sql/classify.js';
@@ -17,6 +19,22 @@ export interface Held {
 /** Messages that end a unit the server answers: after them the client waits. */
 export function endsUnit(type: number): boolean {
   return type === Frontend.Query || type === Frontend.Sync || type === Frontend.Flush || type === Frontend.FunctionCall;
+}
+
+/**
+ * Held requests that will get no server: the error, then ReadyForQuery for each Query, Sync and
+ * FunctionCall, as the server would have answered them. Returns whether there was one to answer.
+ */
+export function answerWithError(held: Held[], err: PgError, client: { fail(err: PgError): void; send(buf: Buffer): void }): boolean {
+  let answered = false;
+  for (const h of held) {
+    if (h.kind === 'message' && (h.type === Frontend.Sync || h.type === Frontend.Query || h.type === Frontend.FunctionCall)) {
+      if (!answered) client.fail(err);
+      answered = true;
+      client.send(readyForQuery(TxStatus.Idle));
+    }
+  }
+  return answered;
 }
 
 /**

@@ -9,6 +9,17 @@ import type { ServerEndpoint } from '../pool/server-connection.js';
 import { ReplicaHealth } from './health.js';
 import type { ReadClassifier } from './read-only.js';
 import { ReplicaSet, type ReplicaState } from './replicas.js';
+import type { Held } from '../client/units.js';
+import type { PreparedStatement } from '../pool/prepared.js';
+
+/** Where a read unit runs: a replica picked by its router; `length` held entries form its first batch. */
+export interface ReadTarget {
+  router: ReadRouter;
+  state: ReplicaState;
+  /** Autocommit reads (not a READ ONLY transaction): later batches are routed anew. */
+  autocommit: boolean;
+  length: number;
+}
 
 /** Makes (or finds) the pool with this key and endpoint, registered with the proxy's pools. */
 export type PoolMaker = (key: string, endpoint: ServerEndpoint, backendName: string, primaryBackend: string) => Pool;
@@ -36,8 +47,22 @@ export class ReadRouter {
     return this.makePool(`${name}${rest}`, { ...primary.endpoint, host: replica.host, port: replica.port }, name, this.backend);
   }
 
+  /**
+   * A replica for the first held batch when it only reads (or the user is read-only) and one is
+   * eligible; null: the primary.
+   */
+  target(held: Held[], statements: Map<string, PreparedStatement>, primary: Pool, readOnlyUser: boolean): ReadTarget | null {
+    const { kind, length } = this.classifier.batchKind(held, statements);
+    if (kind === 'primary' && !readOnlyUser) return null;
+    const state = this.pick(primary);
+    if (state === null) return null;
+    // Autocommit reads hand the connection back after their batch; a read-only transaction (or a
+    // read-only user) keeps it until ReadyForQuery idle, like any unit.
+    return { router: this, state, autocommit: kind === 'read', length };
+  }
+
   /** The replica for the next read unit (null: read from the primary); starts health checks on first use. */
-  pick(primary: Pool): ReplicaState | null {
+  private pick(primary: Pool): ReplicaState | null {
     this.health.useEndpoint(primary.endpoint);
     return this.set.pick();
   }
