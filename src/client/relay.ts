@@ -106,11 +106,13 @@ export class TransactionRelay {
       this.dispatch(server, type, buf, start, end);
       return;
     }
+    // A client that leaves with units on shared connections needs no connection of its own to say
+    // so: those units are on the server already and run to their end there.
+    if (server === null && this.held.length === 0 && type === Frontend.Terminate) {
+      this.session.closeQuietly();
+      return;
+    }
     if (server === null && this.held.length === 0 && this.shared.inFlight === 0) {
-      if (type === Frontend.Terminate) {
-        this.session.closeQuietly();
-        return;
-      }
       if (type === Frontend.Query && this.transactionMode && this.local.answer(buf, start, end)) return;
       // A COPY the server already failed: the client's remaining data is dropped, as Postgres drops it.
       if (type === Frontend.CopyData || type === Frontend.CopyDone || type === Frontend.CopyFail) return;

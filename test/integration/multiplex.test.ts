@@ -332,6 +332,43 @@ describe('multiplexing', () => {
     }
   });
 
+  it('a client that says Terminate behind its shared unit is closed at once, without waiting for a connection of its own', async () => {
+    const leaving = await connected('r1');
+    leaving.on('error', () => undefined);
+    const stream = (leaving as unknown as { connection: { stream: net.Socket } }).connection.stream;
+    // Three open transactions and the shared connection take the whole pool (size 4).
+    const holders = [await connected('r2'), await connected('r2'), await connected('r2')];
+    let lock: { release(): Promise<void> } | undefined;
+    try {
+      await leaving.query('select id from items where id = 3');
+      for (const h of holders) {
+        await h.query('begin');
+        await h.query('select 1');
+      }
+      lock = await lockItems();
+      const before = proxy.usage.sharedUnits;
+      const q = leaving.query('select id from items where id = 3').catch(() => 'dropped');
+      await new Promise((r) => setTimeout(r, 100));
+      expect(proxy.usage.sharedUnits - before).toBe(1);
+      // Terminate alone, no FIN: only the message can make pgtenant close the connection.
+      const closed = new Promise<string>((resolve) => stream.once('close', () => resolve('closed')));
+      stream.write(Buffer.from([0x58, 0, 0, 0, 4]));
+      expect(await Promise.race([closed, new Promise((r) => setTimeout(() => r('still open after 2 s'), 2000))])).toBe('closed');
+      await lock.release();
+      lock = undefined;
+      await q;
+      const pool = proxy.poolFor(APP_ROLE.user, layout.shared);
+      await new Promise((r) => setTimeout(r, 100));
+      expect(pool.sharedLimit.inflight).toBe(0);
+    } finally {
+      await lock?.release();
+      for (const h of holders) {
+        await h.query('rollback').catch(() => undefined);
+        await h.end();
+      }
+    }
+  });
+
   it('a client that pipelines large shared reads and does not read the answers is not buffered without bound', { timeout: 60_000 }, async () => {
     const admin = await adminClient(layout.shared);
     await admin.query(`create table big as select i, repeat('x', 200) as pad from generate_series(1, 5000) i; grant select on big to ${APP_ROLE.user}`);
