@@ -20,7 +20,7 @@ export function settingsToCheck(pool: Pool, settings: Map<string, string>, serve
   const known = accepted.get(pool);
   const out: [string, string][] = [];
   for (const [k, v] of settings) {
-    if (k === 'application_name' || serverParams.get(k) === v || known?.has(`${k}=${v}`)) continue;
+    if (k === 'application_name' || serverParams.get(k) === v || known?.has(`${k}\0${v}`)) continue;
     out.push([k, v]);
   }
   return out;
@@ -36,5 +36,5 @@ export async function checkSettings(pool: Pool, settings: [string, string][]): P
   }
   let known = accepted.get(pool);
   if (known === undefined) accepted.set(pool, (known = new LRUCache({ max: REMEMBERED })));
-  for (const [k, v] of settings) known.set(`${k}=${v}`, true);
+  for (const [k, v] of settings) known.set(`${k}\0${v}`, true);
 }
