@@ -442,7 +442,11 @@ export class TransactionRelay {
     }
     if (this.replica !== null) this.replica.router.set.finished(this.replica.state, ms, false);
     const server = this.session.server;
-    if (server !== null && this.unitBinding !== null && this.messages.pure) server.bindingInPlace = this.unitBinding;
+    if (server !== null && this.unitBinding !== null) {
+      // Purity is followed for units whose binding may outlive them (tenant sessions) only.
+      if (this.messages.pure) server.bindingInPlace = this.unitBinding;
+      else server.settingsChangedBy = this.session.tenant?.tenant ?? '';
+    }
     this.messages.pure = false;
     this.countUnit(ms / 1000, this.session.rowsReceived - this.unitRows, this.unitPool.backendName);
   }

@@ -16,6 +16,14 @@ import { settingsDiff, strayResets } from './params.js';
  * null otherwise.
  */
 export function sendSessionState(conn: ServerConnection, owner: ServerOwner, settings: Map<string, string>, tenant: TenantContext | null, keepBindings: boolean): Buffer | null {
+  // What another tenant's unit may have changed here (statement_timeout, work_mem, …) is unknown:
+  // back to how the connection started. Within one tenant, as with any pooler, a SET stays.
+  const changedBy = conn.settingsChangedBy;
+  const resetAll = changedBy !== null && changedBy !== tenant?.tenant;
+  if (resetAll) {
+    conn.settingsReset();
+    sendOwnQuery(conn, 'RESET ALL');
+  }
   // A client must not run under what an earlier one set (nor resolve names through a schema tenant's
   // search_path). In a query of its own: in one with the settings, a setting that fails would roll it back.
   const stray = strayResets(settings, conn.params, tenant?.binding.searchPath === undefined ? undefined : 'search_path');
@@ -36,7 +44,7 @@ export function sendSessionState(conn: ServerConnection, owner: ServerOwner, set
   // The same binding in place (only statements that cannot change it ran since it was sent) and no
   // setting changed now: nothing to send. Any other tenant's binding differs, so it is always sent.
   const inPlace = conn.bindingInPlace;
-  const unchanged = stray === null && diff === '' && inPlace !== null && (inPlace === apply || inPlace.equals(apply));
+  const unchanged = !resetAll && stray === null && diff === '' && inPlace !== null && (inPlace === apply || inPlace.equals(apply));
   // Still unanswered, it may yet fail: then this unit fails with it.
   if (unchanged) conn.bindingsPending.at(-1)?.reliant.push(owner);
   let keep: Buffer | null = null;

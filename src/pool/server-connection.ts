@@ -60,6 +60,8 @@ let nextId = 1;
 export class ServerConnection implements FrameHandler {
   readonly id = nextId++;
   readonly params = new Map<string, string>();
+  /** What the server reported at connect: what RESET ALL brings the settings back to. */
+  private readonly startParams = new Map<string, string>();
   readonly pending = new PendingRequests();
   /** Server-side prepared statement names, oldest use first. */
   readonly prepared = new Map<string, true>();
@@ -102,6 +104,11 @@ export class ServerConnection implements FrameHandler {
    */
   settingsUnknown = false;
   /**
+   * The tenant whose last unit here may have changed settings pgtenant does not track (a `SET` the
+   * server does not report, `set_config`, a function): before another tenant's unit, RESET ALL.
+   */
+  settingsChangedBy: string | null = null;
+  /**
    * When the last pipelined unit here was answered (performance.now()): the server starts on a
    * unit when it is done with the one before, so a unit's own cost is counted from then.
    */
@@ -133,7 +140,10 @@ export class ServerConnection implements FrameHandler {
       socket.write(startupMessage(startupParams));
       const result = await authenticateToBackend(socket, ep, deadline);
       const conn = new ServerConnection(socket, ep);
-      for (const [k, v] of result.params) conn.params.set(k, v);
+      for (const [k, v] of result.params) {
+        conn.params.set(k, v);
+        conn.startParams.set(k, v);
+      }
       conn.backendPid = result.pid;
       conn.backendSecret = result.secret;
       conn.start(result.rest);
@@ -160,6 +170,13 @@ export class ServerConnection implements FrameHandler {
 
   get isClosed(): boolean {
     return this.state === 'closed';
+  }
+
+  /** RESET ALL was sent: the settings are as the connection started, which the client's are compared to from now on. */
+  settingsReset(): void {
+    this.settingsChangedBy = null;
+    this.params.clear();
+    for (const [k, v] of this.startParams) this.params.set(k, v);
   }
 
   /** The next response the server owes is for a statement pgtenant sent itself. */

@@ -105,3 +105,38 @@ describe('binding kept between units', () => {
     await r2.end();
   });
 });
+
+describe('settings a tenant changes on the server connection', () => {
+  const show = async (c: pg.Client, name: string): Promise<string> => (await c.query(`select current_setting('${name}') as v`)).rows[0].v as string;
+
+  it('do not reach another tenant\'s client on that connection: SET, set_config, SET inside a transaction', async () => {
+    const r1 = await client('r1');
+    const r2 = await client('r2');
+    const r2WithOwn = new pg.Client({ host: '127.0.0.1', port: proxy.port, user: `${APP_ROLE.user}@r2`, password: APP_ROLE.password, database: APP_ROLE.database, options: '-c work_mem=2345kB' });
+    await r2WithOwn.connect();
+    try {
+      const defaults = { timeout: await show(r2, 'statement_timeout'), workMem: await show(r2, 'work_mem'), lockTimeout: await show(r2, 'lock_timeout') };
+      await r1.query("set statement_timeout = '1234ms'");
+      await r1.query("set work_mem = '1234kB'");
+      expect(await show(r2, 'statement_timeout')).toBe(defaults.timeout);
+      expect(await show(r2, 'work_mem')).toBe(defaults.workMem);
+      await r1.query("select set_config('lock_timeout', '4321ms', false)");
+      expect(await show(r2, 'lock_timeout')).toBe(defaults.lockTimeout);
+      await r1.query('begin');
+      await r1.query("set work_mem = '1111kB'");
+      await r1.query('commit');
+      expect(await show(r2WithOwn, 'work_mem')).toBe('2345kB');
+      // The tenant binding came back with the reset: r2 still sees its rows, and only those.
+      expect(await tenantsSeen(r2)).toEqual(['r2']);
+      // Within one tenant, as with any pooler, a SET stays on the connection it ran on.
+      const r1Again = await client('r1');
+      await r1.query("set work_mem = '1234kB'");
+      expect(await show(r1Again, 'work_mem')).toBe('1234kB');
+      await r1Again.end();
+    } finally {
+      await r1.end();
+      await r2.end();
+      await r2WithOwn.end();
+    }
+  });
+});
