@@ -442,9 +442,12 @@ export class TransactionRelay {
     }
     if (this.replica !== null) this.replica.router.set.finished(this.replica.state, ms, false);
     const server = this.session.server;
-    if (server !== null && this.unitBinding !== null) {
-      // Purity is followed for units whose binding may outlive them (tenant sessions) only.
-      if (this.messages.pure) server.bindingInPlace = this.unitBinding;
+    if (server !== null) {
+      // Purity is followed for units whose binding may outlive them (tenant sessions) only: where
+      // there are tenants, any unit of a session without one counts as having changed settings.
+      if (this.unitBinding === null) {
+        if (this.session.tenancyEnabled) server.settingsChangedBy = '';
+      } else if (this.messages.pure) server.bindingInPlace = this.unitBinding;
       else server.settingsChangedBy = this.session.tenant?.tenant ?? '';
     }
     this.messages.pure = false;

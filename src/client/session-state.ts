@@ -19,7 +19,7 @@ export function sendSessionState(conn: ServerConnection, owner: ServerOwner, set
   // What another tenant's unit may have changed here (statement_timeout, work_mem, …) is unknown:
   // back to how the connection started. Within one tenant, as with any pooler, a SET stays.
   const changedBy = conn.settingsChangedBy;
-  const resetAll = changedBy !== null && changedBy !== tenant?.tenant;
+  const resetAll = changedBy !== null && changedBy !== (tenant?.tenant ?? '');
   if (resetAll) {
     conn.settingsReset();
     sendOwnQuery(conn, 'RESET ALL');

@@ -105,7 +105,8 @@ export class ServerConnection implements FrameHandler {
   settingsUnknown = false;
   /**
    * The tenant whose last unit here may have changed settings pgtenant does not track (a `SET` the
-   * server does not report, `set_config`, a function): before another tenant's unit, RESET ALL.
+   * server does not report, `set_config`, a function; '' for a session without a tenant): before
+   * another tenant's unit, RESET ALL.
    */
   settingsChangedBy: string | null = null;
   /**

@@ -173,4 +173,19 @@ describe('search_path across placements on one server connection', () => {
       await owner.end();
     }
   });
+  it('a SET by the exempt owner does not reach a tenant on the same server connection', async () => {
+    const owner = new pg.Client(as('owner', 'owner'));
+    await owner.connect();
+    const r1 = new pg.Client(as('app@r1'));
+    await r1.connect();
+    try {
+      const before = (await r1.query('show work_mem')).rows[0].work_mem as string;
+      await owner.query("set work_mem = '1234kB'");
+      expect((await r1.query('show work_mem')).rows).toEqual([{ work_mem: before }]);
+      expect((await r1.query('select name from items')).rows).toEqual([{ name: 'r1-1' }]);
+    } finally {
+      await owner.end();
+      await r1.end();
+    }
+  });
 });
