@@ -29,6 +29,20 @@ const seed = (t: string): string => `INSERT INTO items SELECT '${t}', i, '${t}-'
  * table (row tenants) and one schema per schema tenant with its own role, plus a database per
  * database tenant. Tables are owned by the superuser; clients log in as the app role.
  */
+/**
+ * The schema setup alters the shared app role (NOINHERIT, grants): two test files doing it at once
+ * fail with "tuple concurrently updated". Roles are cluster-wide, so the lock is taken in `postgres`.
+ */
+async function oneAtATime<T>(work: () => Promise<T>): Promise<T> {
+  const lock = await adminClient('postgres');
+  try {
+    await lock.query('SELECT pg_advisory_lock(7301)');
+    return await work();
+  } finally {
+    await lock.end();
+  }
+}
+
 export async function createTenantLayout(): Promise<TenantLayout> {
   const prefix = uniqueName('tn');
   const shared = await createDatabase(`${prefix}_shared`);
@@ -39,7 +53,7 @@ export async function createTenantLayout(): Promise<TenantLayout> {
     for (const t of SCHEMA_TENANTS) {
       const schema = `tenant_${t}`;
       await admin.query(`CREATE SCHEMA ${quoteIdent(schema)}; SET search_path = ${quoteIdent(schema)}; ${items}; ${seed(t)} RESET search_path;`);
-      await admin.query(schemaSql({ tenant: t, schema: 'tenant_{tenant}', loginRole: APP_ROLE.user, tenantRole: `${prefix}_{tenant}` }));
+      await oneAtATime(() => admin.query(schemaSql({ tenant: t, schema: 'tenant_{tenant}', loginRole: APP_ROLE.user, tenantRole: `${prefix}_{tenant}` })));
     }
   } finally {
     await admin.end();
