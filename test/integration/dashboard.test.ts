@@ -123,7 +123,15 @@ describe.skipIf(!hasChromium)(`admin dashboard in headless Chromium${hasChromium
       while (busy) await s1.query('select 1');
     })();
     try {
-      await page.waitForFunction(() => document.querySelector('#tenants tbody tr')?.getAttribute('data-tenant') === 's1', undefined, { timeout: 15_000 });
+      // First with a rate: before the first rate sample every tps is 0 and s1 leads on transactions alone.
+      await page.waitForFunction(
+        () => {
+          const first = document.querySelector('#tenants tbody tr');
+          return first?.getAttribute('data-tenant') === 's1' && Number(first.querySelector('td[data-col="tps"]')?.getAttribute('data-value')) > 0;
+        },
+        undefined,
+        { timeout: 15_000 },
+      );
       // Read while s1 is still busy: once the load stops, the next rate sample may show 0.
       expect(await cell('s1', 'tps')).toBeGreaterThan(0);
       expect(await page.locator('#tps-legend li').first().getAttribute('data-series')).toBe('s1');
