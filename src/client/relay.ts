@@ -443,11 +443,10 @@ export class TransactionRelay {
     if (this.replica !== null) this.replica.router.set.finished(this.replica.state, ms, false);
     const server = this.session.server;
     if (server !== null) {
-      // Purity is followed for units whose binding may outlive them (tenant sessions) only: where
-      // there are tenants, any unit of a session without one counts as having changed settings.
-      if (this.unitBinding === null) {
-        if (this.session.tenancyEnabled) server.settingsChangedBy = '';
-      } else if (this.messages.pure) server.bindingInPlace = this.unitBinding;
+      // Purity is followed for units whose binding may outlive them (tenant sessions) only; any other
+      // unit may have changed settings. Marked with its tenant ('' for none, and without tenancy every
+      // client is ''), so that only another tenant's unit resets them.
+      if (this.unitBinding !== null && this.messages.pure) server.bindingInPlace = this.unitBinding;
       else server.settingsChangedBy = this.session.tenant?.tenant ?? '';
     }
     this.messages.pure = false;

@@ -421,11 +421,6 @@ export class ClientSession implements FrameHandler, ServerOwner {
     this.socket.resume();
   }
 
-  /** The proxy binds tenants (a tenancy section is configured). */
-  get tenancyEnabled(): boolean {
-    return this.host.tenancy !== null;
-  }
-
   /** Whether a reload since this client's last checkout may have moved it. */
   get placementStale(): boolean {
     return this.tenant !== null && this.tenantEpoch !== this.host.tenancyEpoch;
