@@ -2,7 +2,6 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { inject } from 'vitest';
 import type { PostgresInfo } from './global-setup.js';
-
 import { grantCreateOnPublic } from './app-role.js';
 
 export { APP_ROLE } from './app-role.js';

@@ -20,6 +20,10 @@ let proxy: Proxy;
 
 const as = (tenant: string) => ({ host: '127.0.0.1', port: proxy.port, user: `${APP_ROLE.user}@${tenant}`, password: APP_ROLE.password, database: APP_ROLE.database });
 
+/** node-postgres's socket, to write raw messages or drop the connection without a Terminate. */
+const socketOf = (c: pg.Client): net.Socket => (c as unknown as { connection: { stream: net.Socket } }).connection.stream;
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
 async function connected(tenant: string): Promise<pg.Client> {
   const c = new pg.Client(as(tenant));
   await c.connect();
@@ -156,7 +160,7 @@ describe('multiplexing', () => {
     try {
       await fast.query('select tenant_id from items where id = 2');
       const sleeping = slow.query('select pg_sleep(0.8)');
-      await new Promise((r) => setTimeout(r, 50));
+      await sleep(50);
       let worst = 0;
       for (let i = 0; i < 20; i++) {
         const t0 = performance.now();
@@ -183,7 +187,7 @@ describe('multiplexing', () => {
       await locker.query('begin');
       await locker.query(update);
       const waiting = writer.query(update);
-      await new Promise((r) => setTimeout(r, 100));
+      await sleep(100);
       let worst = 0;
       for (let i = 0; i < 10; i++) {
         const t0 = performance.now();
@@ -282,12 +286,12 @@ describe('multiplexing', () => {
       lock = await lockItems();
       const before = proxy.usage.sharedUnits;
       const q = blocked.query('select name from items where id = 4 and id > 0').then(() => 'done', (e: { code?: string }) => e.code);
-      await new Promise((r) => setTimeout(r, 100));
+      await sleep(100);
       const behind = other.query<{ other: number }>('select 7 as other').then((r) => r.rows, (e: { code?: string }) => e.code);
-      await new Promise((r) => setTimeout(r, 100));
+      await sleep(100);
       expect(proxy.usage.sharedUnits - before).toBe(2);
       await sendCancel(blocked);
-      await new Promise((r) => setTimeout(r, 300));
+      await sleep(300);
       await lock.release();
       lock = undefined;
       // Not cancelled: the signal could have landed on the other client's statement instead.
@@ -311,13 +315,13 @@ describe('multiplexing', () => {
       lock = await lockItems();
       const before = proxy.usage.sharedUnits;
       const q = gone.query('select id from items where id = 3').catch(() => 'dropped');
-      await new Promise((r) => setTimeout(r, 100));
+      await sleep(100);
       const behind = other.query<{ other: number }>('select 8 as other').then((r) => r.rows, (e: { message?: string }) => e.message);
-      await new Promise((r) => setTimeout(r, 100));
+      await sleep(100);
       expect(proxy.usage.sharedUnits - before).toBe(2);
-      (gone as unknown as { connection: { stream: net.Socket } }).connection.stream.destroy();
+      socketOf(gone).destroy();
       await q;
-      await new Promise((r) => setTimeout(r, 100));
+      await sleep(100);
       await lock.release();
       lock = undefined;
       expect(await behind).toEqual([{ other: 8 }]);
@@ -335,7 +339,7 @@ describe('multiplexing', () => {
   it('a client that says Terminate behind its shared unit is closed at once, without waiting for a connection of its own', async () => {
     const leaving = await connected('r1');
     leaving.on('error', () => undefined);
-    const stream = (leaving as unknown as { connection: { stream: net.Socket } }).connection.stream;
+    const stream = socketOf(leaving);
     // Three open transactions and the shared connection take the whole pool (size 4).
     const holders = [await connected('r2'), await connected('r2'), await connected('r2')];
     let lock: { release(): Promise<void> } | undefined;
@@ -348,7 +352,7 @@ describe('multiplexing', () => {
       lock = await lockItems();
       const before = proxy.usage.sharedUnits;
       const q = leaving.query('select id from items where id = 3').catch(() => 'dropped');
-      await new Promise((r) => setTimeout(r, 100));
+      await sleep(100);
       expect(proxy.usage.sharedUnits - before).toBe(1);
       // Terminate alone, no FIN: only the message can make pgtenant close the connection.
       const closed = new Promise<string>((resolve) => stream.once('close', () => resolve('closed')));
@@ -358,7 +362,7 @@ describe('multiplexing', () => {
       lock = undefined;
       await q;
       const pool = proxy.poolFor(APP_ROLE.user, layout.shared);
-      await new Promise((r) => setTimeout(r, 100));
+      await sleep(100);
       expect(pool.sharedLimit.inflight).toBe(0);
     } finally {
       await lock?.release();
@@ -375,7 +379,7 @@ describe('multiplexing', () => {
     await admin.end();
     const reader = await connected('r1');
     reader.on('error', () => undefined);
-    const stream = (reader as unknown as { connection: { stream: net.Socket } }).connection.stream;
+    const stream = socketOf(reader);
     const other = await connected('r2');
     try {
       for (let i = 0; i < 3; i++) await reader.query('select * from big');
@@ -389,7 +393,7 @@ describe('multiplexing', () => {
       const start = process.memoryUsage().arrayBuffers;
       let peak = 0;
       for (let i = 0; i < 30; i++) {
-        await new Promise((r) => setTimeout(r, 100));
+        await sleep(100);
         peak = Math.max(peak, process.memoryUsage().arrayBuffers - start);
       }
       const readerShared = proxy.usage.sharedUnits - before;
@@ -445,10 +449,10 @@ describe('multiplexing', () => {
       lock = await lockItems();
       const sharedBefore = p.usage.sharedUnits;
       const first = tenants();
-      await new Promise((r) => setTimeout(r, 100));
+      await sleep(100);
       await moveR3ToItsOwnDatabase(p, input);
       const second = tenants();
-      await new Promise((r) => setTimeout(r, 100));
+      await sleep(100);
       await lock.release();
       lock = undefined;
       // The first was sent before the move; the second, sent while the first was still on the old
