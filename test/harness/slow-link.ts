@@ -6,11 +6,14 @@ import net from 'node:net';
 
 export interface SlowLink {
   port: number;
+  /** Connections accepted so far. */
+  readonly connections: number;
   close(): Promise<void>;
 }
 
 export async function slowLink(targetPort: number, delayMs: number): Promise<SlowLink> {
   const sockets = new Set<net.Socket>();
+  let connections = 0;
   const delayed = (from: net.Socket, to: net.Socket): void => {
     from.on('data', (chunk) => setTimeout(() => to.writable && to.write(chunk), delayMs));
     from.on('end', () => setTimeout(() => to.end(), delayMs));
@@ -18,6 +21,7 @@ export async function slowLink(targetPort: number, delayMs: number): Promise<Slo
     from.on('close', () => setTimeout(() => to.destroy(), delayMs));
   };
   const server = net.createServer((client) => {
+    connections++;
     const upstream = net.connect({ host: '127.0.0.1', port: targetPort });
     sockets.add(client).add(upstream);
     client.on('close', () => sockets.delete(client));
@@ -29,6 +33,9 @@ export async function slowLink(targetPort: number, delayMs: number): Promise<Slo
   const address = server.address() as net.AddressInfo;
   return {
     port: address.port,
+    get connections() {
+      return connections;
+    },
     close: () =>
       new Promise((resolve) => {
         for (const s of sockets) s.destroy();

@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Proxy } from '../../src/proxy/proxy.js';
 import { APP_ROLE, adminClient, backend, uniqueName } from '../harness/postgres.js';
 import { startProxy, viaProxy } from '../harness/proxy.js';
+import { slowLink } from '../harness/slow-link.js';
 
 let proxy: Proxy;
 
@@ -21,9 +22,9 @@ afterAll(async () => {
 });
 
 /** Logs in with `options` and runs `sql`: its rows, or the error code of the login or the query. */
-async function runWith(options: string, sql: string, target: 'proxy' | 'direct' = 'proxy'): Promise<{ rows?: Record<string, unknown>[]; code?: string; message?: string }> {
+async function runWith(options: string, sql: string, target: Proxy | 'direct' = proxy): Promise<{ rows?: Record<string, unknown>[]; code?: string; message?: string }> {
   const pg0 = backend();
-  const login = target === 'proxy' ? viaProxy(proxy) : { host: pg0.host, port: pg0.port, user: APP_ROLE.user, password: APP_ROLE.password, database: APP_ROLE.database };
+  const login = target !== 'direct' ? viaProxy(target) : { host: pg0.host, port: pg0.port, user: APP_ROLE.user, password: APP_ROLE.password, database: APP_ROLE.database };
   const client = new pg.Client({ ...login, options });
   client.on('error', () => undefined);
   try {
@@ -55,6 +56,27 @@ describe('startup settings', () => {
   it('applies an accepted setting, at every login that asks for it, and leaves nothing on the server connection', async () => {
     for (let i = 0; i < 3; i++) expect((await runWith('-c statement_timeout=1234', 'show statement_timeout')).rows).toEqual([{ statement_timeout: '1234ms' }]);
     expect((await runWith('', 'show statement_timeout')).rows).toEqual([{ statement_timeout: '0' }]);
+  });
+
+  it('checks a setting with the server once per distinct value, not at every login', async () => {
+    // Every connection pgtenant opens to the server goes through the link and is counted there.
+    const link = await slowLink(backend().port, 0);
+    const counted = await startProxy({ backends: { main: { host: '127.0.0.1', port: link.port } }, pool: { mode: 'transaction', size: 1, queueTimeout: '5s' } });
+    try {
+      const workMem = async (options: string) => (await runWith(options, 'show work_mem', counted)).rows;
+      expect(await workMem('')).toEqual([{ work_mem: '4MB' }]);
+      const pooled = link.connections;
+      expect(await workMem('-c work_mem=3MB')).toEqual([{ work_mem: '3MB' }]);
+      expect(link.connections).toBe(pooled + 1);
+      expect(await workMem('-c work_mem=3MB')).toEqual([{ work_mem: '3MB' }]);
+      expect(await workMem('-c work_mem=3MB')).toEqual([{ work_mem: '3MB' }]);
+      expect(link.connections).toBe(pooled + 1);
+      expect(await workMem('-c work_mem=5MB')).toEqual([{ work_mem: '5MB' }]);
+      expect(link.connections).toBe(pooled + 2);
+    } finally {
+      await counted.close();
+      await link.close();
+    }
   });
 
   it('closes a client whose setting the server refuses after its login, and replaces that server connection', async () => {
