@@ -1,6 +1,7 @@
 /**
  * A TCP forwarder that delays every chunk by a fixed time in each direction: a replica behind it
- * answers each round trip `2 × delayMs` later, like a distant or overloaded server.
+ * answers each round trip `2 × delayMs` later, like a distant or overloaded server. It counts the
+ * connections made through it.
  */
 import net from 'node:net';
 
