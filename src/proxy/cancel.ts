@@ -7,7 +7,8 @@ import net from 'node:net';
 import type { Logger } from 'pino';
 import type { ClientSession } from '../client/session.js';
 import { cancelRequest } from '../protocol/messages.js';
-import { socketAddress, type ServerConnection } from '../pool/server-connection.js';
+import type { ServerConnection } from '../pool/server-connection.js';
+import { socketAddress } from '../pool/server-socket.js';
 
 /** Tries (about 1 ms apart) a cancel waits for pgtenant's own statements or other clients' units ahead. */
 const ATTEMPTS = 1000;
