@@ -31,6 +31,19 @@ export function isClientParameter(name: string): boolean {
   return !SERVER_OWNED.has(name);
 }
 
+/**
+ * The parameters a client is told at login: the server's, with the client's own values where it
+ * chose them (and its application_name, which the server reports only once set). The client then
+ * expects each reported value, so the ones it did not choose join `settings`: a server connection
+ * another client changed is set back before this client uses it.
+ */
+export function pinReportedParameters(serverParams: Map<string, string>, settings: Map<string, string>): Map<string, string> {
+  const shown = new Map(serverParams);
+  for (const [k, v] of settings) if (shown.has(k) || k === 'application_name') shown.set(k, v);
+  for (const [k, v] of shown) if (isClientParameter(k) && !settings.has(k)) settings.set(k, v);
+  return shown;
+}
+
 /** Startup parameters (options already expanded) → settings to keep for the client. */
 export function settingsFromStartup(params: Map<string, string>, options: Map<string, string>): Map<string, string> {
   const settings = new Map<string, string>();

@@ -8,8 +8,8 @@ import { Outbox } from '../protocol/outbox.js';
 import { PgError, SqlState } from '../protocol/sqlstate.js';
 import type { Pool } from '../pool/pool.js';
 import type { ProxyRequest, ServerConnection, ServerOwner } from '../pool/server-connection.js';
-import { canonicalName, isClientParameter } from './params.js';
-import { MAX_STARTUP_PACKET, parseStartupPacket } from './startup.js';
+import { canonicalName, isClientParameter, pinReportedParameters } from './params.js';
+import { readStartupPackets, type StartupHandler } from './startup.js';
 import { ClientLogin } from './login.js';
 import type { SessionHost } from './session-host.js';
 import { TransactionRelay } from './relay.js';
@@ -96,34 +96,22 @@ export class ClientSession implements FrameHandler, ServerOwner {
   // ---- startup phase: untyped packets ----
 
   private startupData(chunk: Buffer): void {
-    let buf = this.startupBytes === null ? chunk : Buffer.concat([this.startupBytes, chunk]);
-    this.startupBytes = null;
-    while (this.state === 'startup' && buf.length >= 4) {
-      const len = buf.readInt32BE(0);
-      if (len < 8 || len > MAX_STARTUP_PACKET) throw new PgError(SqlState.ProtocolViolation, 'invalid length of startup packet', 'FATAL');
-      if (buf.length < len) break;
-      const packet = parseStartupPacket(buf.subarray(0, len));
-      buf = buf.subarray(len);
-      switch (packet.kind) {
-        case 'ssl':
-          if (buf.length > 0) throw new PgError(SqlState.ProtocolViolation, 'received unencrypted data after SSL request', 'FATAL');
-          this.startTls();
-          return;
-        case 'gss':
-          this.socket.write(Buffer.from('N'));
-          break;
-        case 'cancel':
-          this.host.cancel(packet.pid, packet.secret);
-          this.closeQuietly();
-          return;
-        case 'startup':
-          this.startup(packet.minor, packet.params, packet.protocolOptions);
-          if (buf.length > 0) this.framer?.push(buf);
-          return;
-      }
-    }
-    if (buf.length > 0) this.startupBytes = Buffer.from(buf);
+    const buf = this.startupBytes === null ? chunk : Buffer.concat([this.startupBytes, chunk]);
+    this.startupBytes = readStartupPackets(buf, this.startupHandler);
   }
+
+  private readonly startupHandler: StartupHandler = {
+    ssl: () => this.startTls(),
+    gss: () => this.socket.write(Buffer.from('N')),
+    cancel: (pid, secret) => {
+      this.host.cancel(pid, secret);
+      this.closeQuietly();
+    },
+    startup: (packet, rest) => {
+      this.startup(packet.minor, packet.params, packet.protocolOptions);
+      if (rest.length > 0) this.framer?.push(rest);
+    },
+  };
 
   private startTls(): void {
     const context = this.host.tlsContext;
@@ -261,14 +249,7 @@ export class ClientSession implements FrameHandler, ServerOwner {
     this.pid = key.pid;
     this.secret = key.secret;
     this.out.push(authenticationOk());
-    const shown = new Map(serverParams);
-    for (const [k, v] of this.settings) if (shown.has(k) || k === 'application_name') shown.set(k, v);
-    // The client now expects every reported value; pinning them all means a server connection that
-    // another client changed gets set back before this client uses it.
-    for (const [k, v] of shown) {
-      this.out.push(parameterStatus(k, v));
-      if (isClientParameter(k) && !this.settings.has(k)) this.settings.set(k, v);
-    }
+    for (const [k, v] of pinReportedParameters(serverParams, this.settings)) this.out.push(parameterStatus(k, v));
     this.startupSettings = new Map(this.settings);
     this.out.push(backendKeyData(this.pid, this.secret));
     this.out.push(readyForQuery(TxStatus.Idle));

@@ -10,6 +10,47 @@ export type StartupPacket =
 /** Postgres refuses startup packets longer than this too. */
 export const MAX_STARTUP_PACKET = 10_000;
 
+/** What the startup phase's packets ask for. After `ssl`, `cancel` or `startup` no more packets are read. */
+export interface StartupHandler {
+  ssl(): void;
+  gss(): void;
+  cancel(pid: number, secret: number): void;
+  /** `rest`: the bytes after the StartupMessage, the first typed messages. */
+  startup(packet: Extract<StartupPacket, { kind: 'startup' }>, rest: Buffer): void;
+}
+
+/**
+ * Reads the untyped startup-phase packets in `buf` (which may hold several, or end in part of
+ * one), each whole one to `handler`. Returns the bytes of a packet still incomplete, to be read
+ * again with the next chunk in front (null: none).
+ */
+export function readStartupPackets(buf: Buffer, handler: StartupHandler): Buffer | null {
+  while (buf.length >= 4) {
+    const len = buf.readInt32BE(0);
+    if (len < 8 || len > MAX_STARTUP_PACKET) throw new PgError(SqlState.ProtocolViolation, 'invalid length of startup packet', 'FATAL');
+    if (buf.length < len) break;
+    const packet = parseStartupPacket(buf.subarray(0, len));
+    buf = buf.subarray(len);
+    switch (packet.kind) {
+      case 'ssl':
+        // What follows must be the TLS handshake, which a plain read here would swallow.
+        if (buf.length > 0) throw new PgError(SqlState.ProtocolViolation, 'received unencrypted data after SSL request', 'FATAL');
+        handler.ssl();
+        return null;
+      case 'gss':
+        handler.gss();
+        break;
+      case 'cancel':
+        handler.cancel(packet.pid, packet.secret);
+        return null;
+      case 'startup':
+        handler.startup(packet, buf);
+        return null;
+    }
+  }
+  return buf.length > 0 ? Buffer.from(buf) : null;
+}
+
 /** Parses one untyped startup-phase packet (length included). Throws PgError for what Postgres would refuse. */
 export function parseStartupPacket(packet: Buffer): StartupPacket {
   if (packet.length < 8) throw new PgError(SqlState.ProtocolViolation, 'invalid startup packet length', 'FATAL');

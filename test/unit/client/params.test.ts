@@ -1,5 +1,5 @@
 import { describe, it, expect } from 'vitest';
-import { FORBIDDEN_SETTINGS, canonicalName, isClientParameter, settingsDiff, settingsFromStartup, strayResets } from '../../../src/client/params.js';
+import { FORBIDDEN_SETTINGS, canonicalName, isClientParameter, pinReportedParameters, settingsDiff, settingsFromStartup, strayResets } from '../../../src/client/params.js';
 
 describe('canonicalName', () => {
   it('spells reported GUCs as the server does, whatever the case', () => {
@@ -140,5 +140,17 @@ describe('strayResets', () => {
 
   it('quotes names whole, so a client-chosen name cannot end the statement', () => {
     expect(strayResets(new Map(), new Map([['my"app.x; DROP TABLE t', 'v']]), undefined)?.sql).toBe('RESET "my""app.x; DROP TABLE t"');
+  });
+});
+
+describe('pinReportedParameters', () => {
+  it('reports the server\'s parameters with the client\'s own values, and pins every reported one the client may change', () => {
+    const server = new Map([['DateStyle', 'ISO, MDY'], ['TimeZone', 'UTC'], ['server_version', '18.4'], ['is_superuser', 'off']]);
+    const settings = new Map([['TimeZone', 'Europe/Paris'], ['application_name', 'app'], ['work_mem', '8MB']]);
+    const reported = pinReportedParameters(server, settings);
+    expect([...reported]).toEqual([['DateStyle', 'ISO, MDY'], ['TimeZone', 'Europe/Paris'], ['server_version', '18.4'], ['is_superuser', 'off'], ['application_name', 'app']]);
+    // work_mem is not reported (the server does not report it) but stays the client's.
+    expect([...settings]).toEqual([['TimeZone', 'Europe/Paris'], ['application_name', 'app'], ['work_mem', '8MB'], ['DateStyle', 'ISO, MDY']]);
+    expect(server.get('TimeZone')).toBe('UTC');
   });
 });

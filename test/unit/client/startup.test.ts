@@ -1,5 +1,5 @@
 import { describe, it, expect } from 'vitest';
-import { MAX_STARTUP_PACKET, parseOptions, parseStartupPacket } from '../../../src/client/startup.js';
+import { MAX_STARTUP_PACKET, parseOptions, parseStartupPacket, readStartupPackets, type StartupHandler } from '../../../src/client/startup.js';
 import { cancelRequest, sslRequest, startupMessage } from '../../../src/protocol/messages.js';
 import { PgError } from '../../../src/protocol/sqlstate.js';
 
@@ -185,5 +185,59 @@ describe('parseOptions', () => {
     const e = pgError(() => parseOptions(s));
     expect(e.code).toBe('08P01');
     expect(e.severity).toBe('FATAL');
+  });
+});
+
+describe('readStartupPackets', () => {
+  /** A handler that writes down what it was asked, in order. */
+  function recorder(): { seen: string[]; handler: StartupHandler } {
+    const seen: string[] = [];
+    return {
+      seen,
+      handler: {
+        ssl: () => seen.push('ssl'),
+        gss: () => seen.push('gss'),
+        cancel: (pid, secret) => seen.push(`cancel ${pid} ${secret}`),
+        startup: (p, rest) => seen.push(`startup ${p.params.get('user')} rest ${rest.toString('hex')}`),
+      },
+    };
+  }
+
+  it('holds an incomplete packet until the rest arrives, however it is split', () => {
+    const whole = startupMessage({ user: 'alice', database: 'db' });
+    for (const cut of [1, 3, 4, 7, whole.length - 1]) {
+      const { seen, handler } = recorder();
+      const held = readStartupPackets(whole.subarray(0, cut), handler);
+      expect(seen).toEqual([]);
+      expect(held).toEqual(whole.subarray(0, cut));
+      expect(readStartupPackets(Buffer.concat([held!, whole.subarray(cut)]), handler)).toBeNull();
+      expect(seen).toEqual(['startup alice rest ']);
+    }
+  });
+
+  it('reads on after a refused GSS request, and hands over the bytes after the StartupMessage', () => {
+    const { seen, handler } = recorder();
+    const query = Buffer.from('Q\0\0\0\x0dselect 1\0', 'latin1');
+    expect(readStartupPackets(Buffer.concat([packet(80877104), startupMessage({ user: 'bob' }), query]), handler)).toBeNull();
+    expect(seen).toEqual(['gss', `startup bob rest ${query.toString('hex')}`]);
+  });
+
+  it('stops at an SSL request or a cancel request', () => {
+    const ssl = recorder();
+    expect(readStartupPackets(sslRequest(), ssl.handler)).toBeNull();
+    expect(ssl.seen).toEqual(['ssl']);
+    const cancel = recorder();
+    expect(readStartupPackets(Buffer.concat([cancelRequest(7, 9), startupMessage({ user: 'bob' })]), cancel.handler)).toBeNull();
+    expect(cancel.seen).toEqual(['cancel 7 9']);
+  });
+
+  it('refuses plain bytes after an SSL request (they would be read as the TLS handshake) and impossible lengths', () => {
+    const { seen, handler } = recorder();
+    expect(pgError(() => readStartupPackets(Buffer.concat([sslRequest(), startupMessage({ user: 'bob' })]), handler)).code).toBe('08P01');
+    expect(seen).toEqual([]);
+    for (const len of [0, 7, MAX_STARTUP_PACKET + 1]) {
+      const e = pgError(() => readStartupPackets(Buffer.concat([i32(len), i32(196608)]), handler));
+      expect([e.code, e.message, e.severity]).toEqual(['08P01', 'invalid length of startup packet', 'FATAL']);
+    }
   });
 });
