@@ -1,18 +1,15 @@
 import { Frontend, TxStatus } from '../protocol/codes.js';
 import { PgError, SqlState } from '../protocol/sqlstate.js';
-import type { Pool } from '../pool/pool.js';
+import type { AcquireCallback, Pool } from '../pool/pool.js';
 import type { ServerConnection } from '../pool/server-connection.js';
 import type { ClientSession } from './session.js';
 import type { ShapeStats, UnitClassifier } from '../sql/classify.js';
-import { answerWithError, endsUnit, shareableShape, type Held } from './units.js';
+import { answerWithError, endsUnit, HeldMessages, shareableShape, type Held } from './units.js';
 import { MessageDispatcher } from './dispatch.js';
 import { sendSessionState } from './session-state.js';
 import { LocalAnswers } from './local-answers.js';
 import { SharedUnits } from './shared-units.js';
 import type { ReadTarget } from '../routing/router.js';
-
-/** Above this many bytes held while waiting for a server, stop reading the client. */
-const HELD_LIMIT = 1 << 20;
 
 /** A unit over the pipelining limit waits for a slot up to this many times pool.shareBelow. */
 const SHARED_WAIT_FACTOR = 10;
@@ -30,9 +27,7 @@ const SHARED_UNITS_PER_CLIENT = 8;
  * maps the client's named prepared statements onto pool-wide ones.
  */
 export class TransactionRelay {
-  private held: Held[] = [];
-  private heldBytes = 0;
-  private pausedForHeld = false;
+  private readonly held: HeldMessages;
   private cancelCheckout: (() => void) | null = null;
   /** Parts of a large client message still to come, and whether they go to the server now. */
   private largeRemaining = false;
@@ -75,6 +70,7 @@ export class TransactionRelay {
     purity: UnitClassifier | null,
   ) {
     this.unitPool = pool;
+    this.held = new HeldMessages(session);
     this.keepBindings = purity !== null;
     this.messages = new MessageDispatcher(session, transactionMode, statementLimit, purity);
     this.local = new LocalAnswers(session, this.messages.statements, () => this.session.readRouter(this.pool) === null);
@@ -160,7 +156,7 @@ export class TransactionRelay {
         this.messages.serverStatementsStale = false;
         this.unitPool.destroy(server);
       } else this.unitPool.release(server);
-      if (this.held.length > 0) this.route(this.held[this.held.length - 1]);
+      if (this.held.length > 0) this.route(this.held.last);
     }
   }
 
@@ -168,7 +164,7 @@ export class TransactionRelay {
   clientGone(): void {
     this.cancelCheckout?.();
     this.cancelCheckout = null;
-    this.held = [];
+    this.held.take();
     this.local.abandonDeferredBegin();
     this.shared.dropAll(this.pool);
     const server = this.session.server;
@@ -183,12 +179,7 @@ export class TransactionRelay {
   }
 
   private hold(h: Held): void {
-    this.held.push(h);
-    this.heldBytes += h.end - h.start;
-    if (this.heldBytes > HELD_LIMIT && !this.pausedForHeld) {
-      this.pausedForHeld = true;
-      this.session.pauseInput();
-    }
+    this.held.add(h);
     if (this.session.server === null && this.cancelCheckout === null && !this.waitingForShared) this.route(h);
   }
 
@@ -205,10 +196,10 @@ export class TransactionRelay {
       this.checkout();
       return;
     }
-    if (last.kind === 'message' && !endsUnit(last.type) && last.type !== Frontend.Terminate && this.heldBytes <= HELD_LIMIT) return;
+    if (last.kind === 'message' && !endsUnit(last.type) && last.type !== Frontend.Terminate && !this.held.overLimit) return;
     const complete = last.kind === 'message' && !this.session.paused;
-    const target = complete && router !== null ? router.target(this.held, this.messages.statements, this.pool, this.session.readOnlyUser) : null;
-    const shape = complete && target === null && this.classifier !== null ? shareableShape(this.held, this.messages.statements, this.classifier) : null;
+    const target = complete && router !== null ? router.target(this.held.list, this.messages.statements, this.pool, this.session.readOnlyUser) : null;
+    const shape = complete && target === null && this.classifier !== null ? shareableShape(this.held.list, this.messages.statements, this.classifier) : null;
     const inFlight = this.shared.inFlight;
     // Units in flight on a connection no new unit may join: the next waits for them to finish.
     const leaving = inFlight > 0 && (moved || this.shared.conn?.settingsUnknown === true);
@@ -224,7 +215,7 @@ export class TransactionRelay {
         this.cancelCheckout = this.pool.waitForShared(
           () => {
             this.cancelCheckout = null;
-            if (this.held.length > 0) this.route(this.held[this.held.length - 1]);
+            if (this.held.length > 0) this.route(this.held.last);
           },
           () => {
             this.cancelCheckout = null;
@@ -249,28 +240,40 @@ export class TransactionRelay {
     const run = (conn: ServerConnection): void => {
       conn.pending.currentOwner = this.session;
       this.prepareConnection(conn);
-      const held = this.held;
-      this.held = [];
-      this.heldBytes = 0;
       this.shared.started(conn, this.pool, shape);
-      for (const h of held) this.dispatch(conn, h.type, h.buf, h.start, h.end);
-      this.resumeIfPaused();
+      for (const h of this.held.take()) this.dispatch(conn, h.type, h.buf, h.start, h.end);
+      this.held.resumeInput();
     };
     if (this.shared.conn !== null) {
       run(this.shared.conn);
       return;
     }
+    const pool = this.pool;
+    this.acquiring(
+      (cb) => pool.acquireShared(cb),
+      (conn) => pool.sharedDrained(conn),
+      (err, conn) => {
+        if (err || conn === null) this.checkoutFailed(err ?? new PgError(SqlState.ConnectionUnableToConnect, 'no server connection'));
+        else run(conn);
+      },
+    );
+  }
+
+  /**
+   * Asks a pool for a connection with `acquire`; until it answers, cancelCheckout withdraws the
+   * request, and a connection that arrives anyway goes back with `giveBack`.
+   */
+  private acquiring(acquire: (cb: AcquireCallback) => () => void, giveBack: (conn: ServerConnection) => void, then: AcquireCallback): void {
     let cancelled = false;
     let done = false;
-    const cancel = this.pool.acquireShared((err, conn) => {
+    const cancel = acquire((err, conn) => {
       done = true;
       this.cancelCheckout = null;
       if (cancelled) {
-        if (conn) this.pool.sharedDrained(conn);
+        if (conn) giveBack(conn);
         return;
       }
-      if (err || conn === null) this.checkoutFailed(err ?? new PgError(SqlState.ConnectionUnableToConnect, 'no server connection'));
-      else run(conn);
+      then(err, conn);
     });
     if (!done) {
       this.cancelCheckout = () => {
@@ -314,40 +317,30 @@ export class TransactionRelay {
       target = null;
     }
     const pool = target === null ? this.pool : target.router.poolFor(this.pool, target.state);
-    let cancelled = false;
-    let done = false;
     const share = this.session.tenant?.placement.limits.poolShare;
     const limit = share === undefined ? Infinity : Math.max(1, Math.floor(pool.settings.size * share));
-    const cancel = pool.acquire((err, conn) => {
-      done = true;
-      this.cancelCheckout = null;
-      if (cancelled) {
-        if (conn) pool.release(conn);
-        return;
-      }
-      if (target !== null && (err?.code.startsWith('08') === true || err?.code === SqlState.CannotConnectNow)) {
-        // The replica is down or starting: nothing was sent yet, so the unit goes to the primary.
-        target.router.set.connectFailed(target.state);
-        this.checkout(null);
-        return;
-      }
-      if (err || conn === null) {
-        this.checkoutFailed(err ?? new PgError(SqlState.ConnectionUnableToConnect, 'no server connection'));
-        return;
-      }
-      this.unitPool = pool;
-      if (target !== null) target.router.set.started(target.state);
-      this.replica = target;
-      this.attach(conn);
-      this.local.sendDeferredBegin(conn);
-      this.replayHeld(conn, target?.autocommit === true ? target.length : this.held.length);
-    }, this.session.tenant?.tenant, limit);
-    if (!done) {
-      this.cancelCheckout = () => {
-        cancelled = true;
-        cancel();
-      };
-    }
+    this.acquiring(
+      (cb) => pool.acquire(cb, this.session.tenant?.tenant, limit),
+      (conn) => pool.release(conn),
+      (err, conn) => {
+        if (target !== null && (err?.code.startsWith('08') === true || err?.code === SqlState.CannotConnectNow)) {
+          // The replica is down or starting: nothing was sent yet, so the unit goes to the primary.
+          target.router.set.connectFailed(target.state);
+          this.checkout(null);
+          return;
+        }
+        if (err || conn === null) {
+          this.checkoutFailed(err ?? new PgError(SqlState.ConnectionUnableToConnect, 'no server connection'));
+          return;
+        }
+        this.unitPool = pool;
+        if (target !== null) target.router.set.started(target.state);
+        this.replica = target;
+        this.attach(conn);
+        this.local.sendDeferredBegin(conn);
+        this.replayHeld(conn, target?.autocommit === true ? target.length : this.held.length);
+      },
+    );
   }
 
   private attach(conn: ServerConnection): void {
@@ -363,11 +356,7 @@ export class TransactionRelay {
 
   /** Sends the first `count` held entries (the rest wait for the next checkout). */
   private replayHeld(conn: ServerConnection, count: number): void {
-    const all = this.held;
-    const held = count >= all.length ? all : all.slice(0, count);
-    this.held = held === all ? [] : all.slice(count);
-    this.heldBytes = 0;
-    for (const h of this.held) this.heldBytes += h.end - h.start;
+    const held = this.held.take(count);
     for (let i = 0; i < held.length; i++) {
       const h = held[i];
       if (this.session.server !== conn) {
@@ -383,21 +372,13 @@ export class TransactionRelay {
       } else if (h.kind === 'largeStart') this.dispatchLargeStart(conn, h.type, h.total, h.buf);
       else conn.send(h.buf, h.start, h.end);
     }
-    this.resumeIfPaused();
-  }
-
-  private resumeIfPaused(): void {
-    if (!this.pausedForHeld) return;
-    this.pausedForHeld = false;
-    this.session.resumeInput();
+    this.held.resumeInput();
   }
 
   /** No server for the client's request: answer each held Sync/Query with the error. */
   private checkoutFailed(err: PgError): void {
-    const held = this.held;
-    this.held = [];
-    this.heldBytes = 0;
-    this.resumeIfPaused();
+    const held = this.held.take();
+    this.held.resumeInput();
     this.session.log.info({ user: this.session.user, code: err.code }, err.message);
     if (this.local.abandonDeferredBegin()) {
       // The client believes it is in a transaction: an error and 'I' would let its next statements

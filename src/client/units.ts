@@ -16,6 +16,65 @@ export interface Held {
   last: boolean;
 }
 
+/** Above this many bytes held while waiting for a server, stop reading the client. */
+const HELD_LIMIT = 1 << 20;
+
+/** The client's messages held while it has no server connection; its input pauses while they pile up. */
+export class HeldMessages {
+  private held: Held[] = [];
+  private bytes = 0;
+  private paused = false;
+
+  constructor(private readonly client: { pauseInput(): void; resumeInput(): void }) {}
+
+  get list(): readonly Held[] {
+    return this.held;
+  }
+
+  get length(): number {
+    return this.held.length;
+  }
+
+  get last(): Held {
+    return this.held[this.held.length - 1];
+  }
+
+  /** More is held than waits in memory for a unit to end: it goes to a server as it is. */
+  get overLimit(): boolean {
+    return this.bytes > HELD_LIMIT;
+  }
+
+  add(h: Held): void {
+    this.held.push(h);
+    this.bytes += h.end - h.start;
+    if (this.bytes > HELD_LIMIT && !this.paused) {
+      this.paused = true;
+      this.client.pauseInput();
+    }
+  }
+
+  /** Takes out the first `count` held (all by default); the rest wait for the next server. */
+  take(count = Infinity): Held[] {
+    const all = this.held;
+    if (count >= all.length) {
+      this.held = [];
+      this.bytes = 0;
+      return all;
+    }
+    this.held = all.slice(count);
+    this.bytes = 0;
+    for (const h of this.held) this.bytes += h.end - h.start;
+    return all.slice(0, count);
+  }
+
+  /** What was taken out has gone on: the client may send more. */
+  resumeInput(): void {
+    if (!this.paused) return;
+    this.paused = false;
+    this.client.resumeInput();
+  }
+}
+
 /** Messages that end a unit the server answers: after them the client waits. */
 export function endsUnit(type: number): boolean {
   return type === Frontend.Query || type === Frontend.Sync || type === Frontend.Flush || type === Frontend.FunctionCall;
@@ -25,7 +84,7 @@ export function endsUnit(type: number): boolean {
  * Held requests that will get no server: the error, then ReadyForQuery for each Query, Sync and
  * FunctionCall, as the server would have answered them. Returns whether there was one to answer.
  */
-export function answerWithError(held: Held[], err: PgError, client: { fail(err: PgError): void; send(buf: Buffer): void }): boolean {
+export function answerWithError(held: readonly Held[], err: PgError, client: { fail(err: PgError): void; send(buf: Buffer): void }): boolean {
   let answered = false;
   for (const h of held) {
     if (h.kind === 'message' && (h.type === Frontend.Sync || h.type === Frontend.Query || h.type === Frontend.FunctionCall)) {
@@ -42,7 +101,7 @@ export function answerWithError(held: Held[], err: PgError, client: { fail(err: 
  * a connection: one simple Query, or Parse/Bind/Describe/Execute ending in one Sync with exactly
  * one Execute (all rows). null when it must keep a connection to itself.
  */
-export function shareableShape(held: Held[], statements: Map<string, PreparedStatement>, classifier: UnitClassifier): ShapeStats | null {
+export function shareableShape(held: readonly Held[], statements: Map<string, PreparedStatement>, classifier: UnitClassifier): ShapeStats | null {
   if (held.length === 1 && held[0].kind === 'message' && held[0].type === Frontend.Query) {
     const h = held[0];
     const sql = h.buf.toString('utf8', h.start + 5, h.end - 1);

@@ -63,7 +63,7 @@ export class ReadClassifier {
    * The verdict on the first batch of held messages (up to its Query or Sync) and how many held
    * entries that batch spans; 'primary' when any statement it executes is not a read.
    */
-  batchKind(held: Held[], statements: Map<string, PreparedStatement>): { kind: ReadKind; length: number } {
+  batchKind(held: readonly Held[], statements: Map<string, PreparedStatement>): { kind: ReadKind; length: number } {
     const first = held[0];
     if (first === undefined || first.kind !== 'message') return { kind: 'primary', length: 0 };
     if (first.type === Frontend.Query) return { kind: this.kindOf(first.buf.toString('utf8', first.start + 5, first.end - 1)), length: 1 };

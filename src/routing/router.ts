@@ -51,7 +51,7 @@ export class ReadRouter {
    * A replica for the first held batch when it only reads (or the user is read-only) and one is
    * eligible; null: the primary.
    */
-  target(held: Held[], statements: Map<string, PreparedStatement>, primary: Pool, readOnlyUser: boolean): ReadTarget | null {
+  target(held: readonly Held[], statements: Map<string, PreparedStatement>, primary: Pool, readOnlyUser: boolean): ReadTarget | null {
     const { kind, length } = this.classifier.batchKind(held, statements);
     if (kind === 'primary' && !readOnlyUser) return null;
     const state = this.pick(primary);
