@@ -1,5 +1,6 @@
 import { Frontend, Target } from '../protocol/codes.js';
 import { errorResponse, msg, query } from '../protocol/messages.js';
+import { typeSet } from '../protocol/framer.js';
 import { cstringEnd } from '../protocol/read.js';
 import { PgError, SqlState } from '../protocol/sqlstate.js';
 import { BLOCKED, Request, SIMPLE } from '../pool/pending.js';
@@ -23,6 +24,22 @@ const LISTEN_REFUSAL = errorResponse({
 
 /** OID of pg_catalog.set_config, which a FunctionCall could invoke without any SQL text. */
 const SET_CONFIG_OID = 2078;
+
+/** Messages a logged-in client may send; Postgres closes the connection on any other type. */
+const CLIENT_MESSAGES = typeSet(Frontend.Query, Frontend.Parse, Frontend.Bind, Frontend.Describe, Frontend.Execute, Frontend.Close, Frontend.Sync, Frontend.Flush, Frontend.FunctionCall, Frontend.CopyData, Frontend.CopyDone, Frontend.CopyFail, Frontend.Terminate);
+
+/**
+ * Refuses, as it arrives, a message Postgres does not take after login: an unknown type (held
+ * until a server connection is free, it would fail only then, outside the client's own turn), or
+ * a Flush with bytes in it. Postgres fails such a Flush and then ignores everything up to the next
+ * Sync, and pgtenant expects no answer to a Flush to learn that from: it would wait for answers to
+ * what the server ignored. So pgtenant closes such a client, as Postgres closes one that sends an
+ * unknown type.
+ */
+export function checkMessage(type: number, length: number): void {
+  if (CLIENT_MESSAGES[type] !== 1) throw new PgError(SqlState.ProtocolViolation, `invalid frontend message type ${type} ("${String.fromCharCode(type)}")`, 'FATAL');
+  if (type === Frontend.Flush && length !== 5) throw new PgError(SqlState.ProtocolViolation, 'invalid message format: a Flush message with bytes in it', 'FATAL');
+}
 
 /**
  * Sends one client message to a server connection: the tenant guard's verdict on statement text
@@ -130,8 +147,6 @@ export class MessageDispatcher {
       case Frontend.Terminate:
         this.session.closeQuietly();
         return;
-      default:
-        throw new PgError(SqlState.ProtocolViolation, `invalid frontend message type ${type} ("${String.fromCharCode(type)}")`, 'FATAL');
     }
   }
 

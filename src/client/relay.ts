@@ -5,7 +5,7 @@ import type { ServerConnection } from '../pool/server-connection.js';
 import type { ClientSession } from './session.js';
 import type { ShapeStats, UnitClassifier } from '../sql/classify.js';
 import { answerWithError, endsUnit, HeldMessages, shareableShape, type Held } from './units.js';
-import { MessageDispatcher } from './dispatch.js';
+import { checkMessage, MessageDispatcher } from './dispatch.js';
 import { sendSessionState } from './session-state.js';
 import { LocalAnswers } from './local-answers.js';
 import { SharedUnits } from './shared-units.js';
@@ -97,6 +97,7 @@ export class TransactionRelay {
   }
 
   message(type: number, buf: Buffer, start: number, end: number): void {
+    checkMessage(type, end - start);
     const server = this.session.server;
     if (server !== null && this.held.length === 0 && this.replica?.autocommit !== true) {
       this.dispatch(server, type, buf, start, end);

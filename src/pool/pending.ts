@@ -33,6 +33,13 @@ export class PendingRequests {
   private owners: unknown[] = new Array(64);
   /** Owner recorded for entries pushed from now on. */
   currentOwner: unknown = undefined;
+  /**
+   * Extended-protocol requests went to the server with no Sync after them: it holds their implicit
+   * transaction open (or, after an error, ignores everything) until a Sync comes.
+   */
+  private unsynced = false;
+  /** The server failed an extended-protocol request and ignores everything up to the next Sync. */
+  private ignoring = false;
   private head = 0;
   private count = 0;
 
@@ -40,7 +47,30 @@ export class PendingRequests {
     return this.count;
   }
 
+  /** Extended-protocol requests were sent and no Sync after them yet. */
+  get awaitingSync(): boolean {
+    return this.unsynced;
+  }
+
+  /** Requests sent now are ignored by the server (nothing is recorded for them) until a Sync. */
+  get ignoringUntilSync(): boolean {
+    return this.ignoring;
+  }
+
+  /** The server failed an extended-protocol request with no Sync pending after it. */
+  ignoreUntilSync(): void {
+    this.ignoring = true;
+  }
+
   push(kind: RequestKind, flags = 0, extra?: string | Buffer): void {
+    // A simple Query or FunctionCall is no Sync: after a failed extended-protocol request the server ignores it.
+    const sync = kind === Request.Sync && (flags & SIMPLE) === 0;
+    // Nothing will answer it (nor may the proxy: the server would not have).
+    if (this.ignoring && !sync) return;
+    if (sync) {
+      this.unsynced = false;
+      this.ignoring = false;
+    } else if (kind !== Request.Sync && (flags & SYNTHETIC) === 0) this.unsynced = true;
     if (this.count === this.flags.length) this.grow();
     const i = (this.head + this.count) & (this.flags.length - 1);
     this.flags[i] = kind | flags;
@@ -114,6 +144,8 @@ export class PendingRequests {
 
   clear(): void {
     while (this.count > 0) this.shift();
+    this.unsynced = false;
+    this.ignoring = false;
   }
 
   private grow(): void {

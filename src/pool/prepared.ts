@@ -55,9 +55,15 @@ export function ensurePrepared(server: ServerConnection, stmt: PreparedStatement
     return;
   }
   server.sendOwned(stmt.parse);
-  server.pending.push(Request.Parse, SKIP, stmt.globalName);
-  prepared.set(stmt.globalName, true);
-  if (prepared.size > limit) evictOldest(server);
+  markPrepared(server, stmt, SKIP, limit);
+}
+
+/** After its Parse went out: the server has the statement now, unless it ignores the Parse after an error. */
+function markPrepared(server: ServerConnection, stmt: PreparedStatement, flags: number, limit: number): void {
+  if (server.pending.ignoringUntilSync) return;
+  server.pending.push(Request.Parse, flags, stmt.globalName);
+  server.prepared.set(stmt.globalName, true);
+  if (server.prepared.size > limit) evictOldest(server);
 }
 
 /** Send the client's Parse itself (the client asked for a ParseComplete), unless the server has it already. */
@@ -69,9 +75,7 @@ export function parseOnServer(server: ServerConnection, stmt: PreparedStatement,
     return;
   }
   server.sendOwned(stmt.parse);
-  server.pending.push(Request.Parse, 0, stmt.globalName);
-  prepared.set(stmt.globalName, true);
-  if (prepared.size > limit) evictOldest(server);
+  markPrepared(server, stmt, 0, limit);
 }
 
 function evictOldest(server: ServerConnection): void {

@@ -182,9 +182,9 @@ export class ServerConnection implements FrameHandler {
     return (this.pending.headFlags() & SKIP) !== 0;
   }
 
-  /** Nothing outstanding and not inside a transaction: can go back to the pool. */
+  /** Nothing outstanding, not inside a transaction, nothing sent that awaits a Sync: can go back to the pool. */
   get isIdle(): boolean {
-    return this.pending.length === 0 && this.txStatus === TxStatus.Idle;
+    return this.pending.length === 0 && this.txStatus === TxStatus.Idle && !this.pending.awaitingSync;
   }
 
   onClose(listener: (err?: Error) => void): void {
@@ -356,10 +356,16 @@ export class ServerConnection implements FrameHandler {
       owner.serverError(parseErrorFields(buf, start + 5, end).get('C') ?? SqlState.InternalError);
     }
     if ((flags & SIMPLE) !== 0 || head === Request.Sync || head === 0) return; // ReadyForQuery ends it
-    // Extended protocol: the server now ignores everything up to the next Sync.
-    const failedParse = head === Request.Parse ? this.pending.headName() : undefined;
-    if (failedParse !== undefined) this.prepared.delete(failedParse);
-    while (this.pending.length > 0 && this.pending.headKind() !== Request.Sync) this.pending.shift();
+    // Extended protocol: the server now ignores everything up to the next Sync, a simple Query or
+    // FunctionCall included (they get no answer at all), and creates none of the statements parsed.
+    const pending = this.pending;
+    while (pending.length > 0 && (pending.headKind() !== Request.Sync || (pending.headFlags() & SIMPLE) !== 0)) {
+      const parsed = pending.headKind() === Request.Parse ? pending.headName() : undefined;
+      if (parsed !== undefined) this.prepared.delete(parsed);
+      pending.shift();
+    }
+    // What the client sends from now on, up to its Sync, is ignored too.
+    if (pending.length === 0) pending.ignoreUntilSync();
   }
 
   private reportSwallowed(owner: ServerOwner, flags: number, buf: Buffer, start: number, end: number): void {

@@ -169,6 +169,46 @@ describe('PendingRequests', () => {
   });
 });
 
+describe('PendingRequests: what still waits for a Sync', () => {
+  it('awaits a Sync after extended-protocol requests, not after a simple Query, and not after a proxy answer', () => {
+    const q = new PendingRequests();
+    q.push(Request.Sync, SIMPLE);
+    expect(q.awaitingSync).toBe(false);
+    q.push(Request.Parse, SYNTHETIC);
+    expect(q.awaitingSync).toBe(false);
+    q.push(Request.Bind);
+    q.push(Request.Execute);
+    expect(q.awaitingSync).toBe(true);
+    // A Query after them ends them only when none failed: until a Sync, they count as unsynced.
+    q.push(Request.Sync, SIMPLE);
+    expect(q.awaitingSync).toBe(true);
+    q.push(Request.Sync);
+    expect(q.awaitingSync).toBe(false);
+    q.push(Request.Close, SKIP);
+    q.clear();
+    expect(q.awaitingSync).toBe(false);
+  });
+
+  it('records nothing the server ignores after a failed extended-protocol request, up to and not including the Sync', () => {
+    const q = new PendingRequests();
+    q.ignoreUntilSync();
+    expect(q.ignoringUntilSync).toBe(true);
+    q.push(Request.Sync, SIMPLE);
+    q.push(Request.Sync, SIMPLE | SKIP);
+    q.push(Request.Parse, 0, 'p');
+    q.push(Request.Close, SYNTHETIC);
+    q.push(Request.Execute);
+    expect(q.length).toBe(0);
+    q.push(Request.Sync);
+    expect(q.ignoringUntilSync).toBe(false);
+    q.push(Request.Sync, SIMPLE);
+    expect(drain(q)).toEqual([
+      { kind: Request.Sync, flags: 0, name: undefined },
+      { kind: Request.Sync, flags: SIMPLE, name: undefined },
+    ]);
+  });
+});
+
 describe('PendingRequests.standing (may a cancel go to a shared connection)', () => {
   const a = { name: 'a' };
   const b = { name: 'b' };
