@@ -214,15 +214,17 @@ export class TransactionRelay {
         // Over the limit: wait for a slot in the pipeline (a connection of its own would only add
         // load), but not behind a pipeline held up for longer than a few fast statements take.
         this.cancelCheckout = this.pool.waitForShared(
-          () => {
-            this.cancelCheckout = null;
-            if (this.held.length > 0) this.route(this.held.last);
-          },
-          () => {
-            this.cancelCheckout = null;
-            this.exclusiveShape = shape;
-            this.checkout();
-          },
+          () =>
+            this.session.guarded(() => {
+              this.cancelCheckout = null;
+              if (this.held.length > 0) this.route(this.held.last);
+            }),
+          () =>
+            this.session.guarded(() => {
+              this.cancelCheckout = null;
+              this.exclusiveShape = shape;
+              this.checkout();
+            }),
           SHARED_WAIT_FACTOR * this.shareBelowMs,
         );
         return;
@@ -274,7 +276,7 @@ export class TransactionRelay {
         if (conn) giveBack(conn);
         return;
       }
-      then(err, conn);
+      this.session.guarded(() => then(err, conn));
     });
     if (!done) {
       this.cancelCheckout = () => {
@@ -304,10 +306,12 @@ export class TransactionRelay {
     // An admin PAUSE holds the tenant's new transactions (its messages stay held) until RESUME.
     const tenant = this.session.tenant?.tenant;
     if (tenant !== undefined) {
-      const cancelWait = this.session.whenResumed(tenant, () => {
-        this.cancelCheckout = null;
-        this.checkout(target);
-      });
+      const cancelWait = this.session.whenResumed(tenant, () =>
+        this.session.guarded(() => {
+          this.cancelCheckout = null;
+          this.checkout(target);
+        }),
+      );
       if (cancelWait !== null) {
         this.cancelCheckout = cancelWait;
         return;

@@ -84,9 +84,19 @@ export class ClientSession implements FrameHandler, ServerOwner {
   }
 
   private onData(chunk: Buffer): void {
-    try {
+    this.guarded(() => {
       if (this.state === 'startup') this.startupData(chunk);
       else this.framer?.push(chunk);
+    });
+  }
+
+  /**
+   * Runs this client's work; what it throws fails this client alone. Also for work run when a
+   * server connection, another client or a timer calls back, so that it never reaches them.
+   */
+  guarded(work: () => void): void {
+    try {
+      work();
     } catch (err) {
       this.fail(err instanceof PgError ? err : new PgError(SqlState.InternalError, (err as Error).message, 'FATAL'));
       if (!(err instanceof PgError)) this.log.error({ err }, 'unexpected error in client session');
@@ -301,7 +311,7 @@ export class ClientSession implements FrameHandler, ServerOwner {
   }
 
   ready(status: number, proxyOwn: boolean): void {
-    this.relay?.serverReady(status, proxyOwn);
+    this.guarded(() => this.relay?.serverReady(status, proxyOwn));
   }
 
   /** Between a BEGIN pgtenant answered itself and the next statement: in a transaction, holding no server. */

@@ -162,6 +162,39 @@ describe('admin console', () => {
     }
   });
 
+  it('RESUME of a tenant a reload removed closes its waiting client with the reason, and nobody else', async () => {
+    // A proxy of its own: the reload removes r1.
+    const input = tenantConfigInput(layout, { admin: { port: 0, users: [backend().user] } });
+    const own = await startProxyWith(configSchema.parse(input));
+    const at = (tenant: string): pg.ClientConfig => ({ ...as(tenant), port: own.port });
+    const admin = await connected({ host: '127.0.0.1', port: own.port, user: adminUser(), password: backend().password, database: 'pgtenant' });
+    const waiting = await connected(at('r1'));
+    const other = await connected(at('r2'));
+    try {
+      await admin.query('PAUSE r1');
+      const held = waiting.query('select 1').then(
+        () => 'answered',
+        (e: Error & { code?: string }) => e,
+      );
+      // Held behind the PAUSE before the reload.
+      await new Promise((r) => setTimeout(r, 300));
+      const tenancy = layout.tenancy as { tenants: Record<string, unknown> };
+      const { r1: _removed, ...tenants } = tenancy.tenants;
+      await own.reload(configSchema.parse({ ...input, tenancy: { ...tenancy, tenants } }));
+      // The waiting client's transaction is placed anew when it is released, and r1 is gone: that
+      // fails the client, not the admin session that released it.
+      expect((await admin.query('RESUME r1')).command).toBe('RESUME');
+      expect(await held).toMatchObject({ code: '28000', message: 'unknown tenant "r1"' });
+      expect((await admin.query('SHOW TENANTS')).rows.length).toBeGreaterThan(0);
+      expect((await other.query<{ n: number }>('select 7 as n')).rows).toEqual([{ n: 7 }]);
+    } finally {
+      await admin.end();
+      await waiting.end().catch(() => undefined);
+      await other.end();
+      await own.close();
+    }
+  });
+
   it('KILL disconnects every client of one tenant with 57P01', async () => {
     const admin = await adminClient();
     const victims = [await connected(as('r3')), await connected(as('r3'))];
