@@ -18,7 +18,10 @@ import { RawClient, errorFields, startupPacket } from '../harness/raw-client.js'
 import { SEED_ROWS, createTenantLayout, tenantConfigInput, type TenantLayout } from '../harness/tenants.js';
 
 let layout: TenantLayout;
+/** Fast statements of several clients pipelined on one shared server connection. */
 let proxy: Proxy;
+/** Every unit on a server connection of its own. */
+let exclusive: Proxy;
 /** The same, with one server connection, so that each client gets the connection the one before used. */
 let onePool: Proxy;
 const logLines: { level: number; msg: string }[] = [];
@@ -40,11 +43,13 @@ beforeAll(async () => {
     },
   });
   proxy = await Proxy.start(configSchema.parse(input), pino({ level: 'warn' }, sink));
+  exclusive = await Proxy.start(configSchema.parse(rawClientConfig({ mode: 'transaction', size: 4, queueTimeout: '10s' })), pino({ level: 'warn' }, sink));
   onePool = await startProxyWith(configSchema.parse(rawClientConfig({ mode: 'transaction', size: 1, queueTimeout: '3s' })));
 });
 
 afterAll(async () => {
   await proxy?.close();
+  await exclusive?.close();
   await onePool?.close();
   await layout?.drop();
 });
@@ -272,13 +277,17 @@ describe('extended-protocol requests and their Sync', () => {
 });
 
 describe('malformed input', () => {
-  it('never crashes pgtenant, never hangs the client that sent it, and never reaches other clients', async () => {
+  it.each([
+    ['pipelined on a shared connection', () => proxy],
+    ['each on a connection of its own', () => exclusive],
+  ])('never crashes pgtenant, never hangs the client that sent it, and never reaches other clients (statements %s)', async (_how, target) => {
+    const via = target();
     const tenants = ['r1', 'r2', 's1'];
     let stop = false;
     const bystanderErrors: unknown[] = [];
     let answered = 0;
     const bystanders = tenants.map(async (tenant) => {
-      const c = new pg.Client({ host: '127.0.0.1', port: proxy.port, user: `${APP_ROLE.user}@${tenant}`, password: APP_ROLE.password, database: layout.databaseOf(tenant) });
+      const c = new pg.Client({ host: '127.0.0.1', port: via.port, user: `${APP_ROLE.user}@${tenant}`, password: APP_ROLE.password, database: layout.databaseOf(tenant) });
       c.on('error', (err) => bystanderErrors.push(err));
       await c.connect();
       try {
@@ -301,7 +310,7 @@ describe('malformed input', () => {
     try {
       for (let round = 0; round < 40; round++) {
         const clients = tenants.map((tenant, k) => {
-          const raw = new RawClient(proxy.port);
+          const raw = new RawClient(via.port);
           const marker = `fuzz-done-${round}-${k}`;
           const messages = Array.from({ length: 40 }, () => randomMessage(next, k === 0));
           return (async () => {
@@ -337,7 +346,7 @@ describe('malformed input', () => {
     expect(outcomes.answered).toBeGreaterThan(0);
 
     // And pgtenant still logs clients in and keeps tenants apart.
-    const after = new pg.Client({ host: '127.0.0.1', port: proxy.port, user: `${APP_ROLE.user}@r3`, password: APP_ROLE.password, database: layout.shared });
+    const after = new pg.Client({ host: '127.0.0.1', port: via.port, user: `${APP_ROLE.user}@r3`, password: APP_ROLE.password, database: layout.shared });
     await after.connect();
     try {
       expect((await after.query<{ tenant_id: string }>('select distinct tenant_id from items')).rows).toEqual([{ tenant_id: 'r3' }]);
