@@ -84,8 +84,8 @@ function message(type: number, body: Buffer): Buffer {
   return Buffer.concat([head, body]);
 }
 
-/** Statements and names the messages are built from: valid, refused by the guard, or nonsense. */
-const STATEMENTS = ['select 1', 'select count(*) from items', 'select name from items where id = $1', 'select $1::int + $2::int', "select set_config('app.tenant_id', 'r2', false)", 'set app.tenant_id = r2', 'insert into items values ($1, $2, $3)', 'selec nothing', '', 'begin', 'commit', 'discard all', 'select \u00e9\u00e8'];
+/** Statements and names the messages are built from: valid (COPY, LISTEN, savepoints included), refused by the guard, or nonsense. */
+const STATEMENTS = ['select 1', 'select count(*) from items', 'select name from items where id = $1', 'select $1::int + $2::int', "select set_config('app.tenant_id', 'r2', false)", 'set app.tenant_id = r2', 'insert into items values ($1, $2, $3)', 'selec nothing', '', 'begin', 'commit', 'discard all', 'select \u00e9\u00e8', 'copy items from stdin', 'copy (select * from items) to stdout', 'select pg_sleep(0.01)', 'listen x', 'prepare q as select 1', 'execute q', 'deallocate all', 'savepoint a', 'rollback to a', 'select 1; select 2', 'select * from items for update'];
 const NAMES = ['', 's1', 'p1', 'x'.repeat(70)];
 
 /**
