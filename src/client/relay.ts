@@ -214,17 +214,20 @@ export class TransactionRelay {
         // Over the limit: wait for a slot in the pipeline (a connection of its own would only add
         // load), but not behind a pipeline held up for longer than a few fast statements take.
         this.cancelCheckout = this.pool.waitForShared(
-          () =>
-            this.session.guarded(() => {
-              this.cancelCheckout = null;
-              if (this.held.length > 0) this.route(this.held.last);
-            }),
-          () =>
-            this.session.guarded(() => {
-              this.cancelCheckout = null;
-              this.exclusiveShape = shape;
-              this.checkout();
-            }),
+          () => {
+            this.cancelCheckout = null;
+            if (this.held.length === 0) return;
+            try {
+              this.route(this.held.last);
+            } catch (err) {
+              this.session.failOn(err);
+            }
+          },
+          () => {
+            this.cancelCheckout = null;
+            this.exclusiveShape = shape;
+            this.checkoutCalledBack(null);
+          },
           SHARED_WAIT_FACTOR * this.shareBelowMs,
         );
         return;
@@ -276,7 +279,12 @@ export class TransactionRelay {
         if (conn) giveBack(conn);
         return;
       }
-      this.session.guarded(() => then(err, conn));
+      // Called back by the pool, maybe in another client's turn: what this throws is this client's.
+      try {
+        then(err, conn);
+      } catch (e) {
+        this.session.failOn(e);
+      }
     });
     if (!done) {
       this.cancelCheckout = () => {
@@ -301,17 +309,24 @@ export class TransactionRelay {
     }
   }
 
+  /** checkout() when a RESUME or a timer calls back: what it throws fails this client, not the caller. */
+  private checkoutCalledBack(target: ReadTarget | null): void {
+    try {
+      this.checkout(target);
+    } catch (err) {
+      this.session.failOn(err);
+    }
+  }
+
   /** Queued client messages are replayed once the connection arrives (at once when one is idle). */
   private checkout(target: ReadTarget | null = null): void {
     // An admin PAUSE holds the tenant's new transactions (its messages stay held) until RESUME.
     const tenant = this.session.tenant?.tenant;
     if (tenant !== undefined) {
-      const cancelWait = this.session.whenResumed(tenant, () =>
-        this.session.guarded(() => {
-          this.cancelCheckout = null;
-          this.checkout(target);
-        }),
-      );
+      const cancelWait = this.session.whenResumed(tenant, () => {
+        this.cancelCheckout = null;
+        this.checkoutCalledBack(target);
+      });
       if (cancelWait !== null) {
         this.cancelCheckout = cancelWait;
         return;

@@ -84,23 +84,21 @@ export class ClientSession implements FrameHandler, ServerOwner {
   }
 
   private onData(chunk: Buffer): void {
-    this.guarded(() => {
+    try {
       if (this.state === 'startup') this.startupData(chunk);
       else this.framer?.push(chunk);
-    });
+    } catch (err) {
+      this.failOn(err);
+    }
   }
 
   /**
-   * Runs this client's work; what it throws fails this client alone. Also for work run when a
-   * server connection, another client or a timer calls back, so that it never reaches them.
+   * What this client's work threw fails this client alone: also work run when a server
+   * connection, a pool, another client or a timer calls back, so that it never reaches them.
    */
-  guarded(work: () => void): void {
-    try {
-      work();
-    } catch (err) {
-      this.fail(err instanceof PgError ? err : new PgError(SqlState.InternalError, (err as Error).message, 'FATAL'));
-      if (!(err instanceof PgError)) this.log.error({ err }, 'unexpected error in client session');
-    }
+  failOn(err: unknown): void {
+    this.fail(err instanceof PgError ? err : new PgError(SqlState.InternalError, (err as Error).message, 'FATAL'));
+    if (!(err instanceof PgError)) this.log.error({ err }, 'unexpected error in client session');
   }
 
   // ---- startup phase: untyped packets ----
@@ -311,7 +309,11 @@ export class ClientSession implements FrameHandler, ServerOwner {
   }
 
   ready(status: number, proxyOwn: boolean): void {
-    this.guarded(() => this.relay?.serverReady(status, proxyOwn));
+    try {
+      this.relay?.serverReady(status, proxyOwn);
+    } catch (err) {
+      this.failOn(err);
+    }
   }
 
   /** Between a BEGIN pgtenant answered itself and the next statement: in a transaction, holding no server. */
