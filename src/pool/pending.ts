@@ -142,12 +142,6 @@ export class PendingRequests {
     return n;
   }
 
-  clear(): void {
-    while (this.count > 0) this.shift();
-    this.unsynced = false;
-    this.ignoring = false;
-  }
-
   private grow(): void {
     const size = this.flags.length * 2;
     const flags = new Uint16Array(size);
