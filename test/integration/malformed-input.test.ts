@@ -16,6 +16,7 @@ import { APP_ROLE } from '../harness/postgres.js';
 import { startProxyWith } from '../harness/proxy.js';
 import { RawClient, errorFields, startupPacket } from '../harness/raw-client.js';
 import { SEED_ROWS, createTenantLayout, tenantConfigInput, type TenantLayout } from '../harness/tenants.js';
+import { seededRandom } from '../harness/random.js';
 
 let layout: TenantLayout;
 /** Fast statements of several clients pipelined on one shared server connection. */
@@ -53,18 +54,6 @@ afterAll(async () => {
   await onePool?.close();
   await layout?.drop();
 });
-
-/** mulberry32: the same messages on every run. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const cstr = (s: string): Buffer => Buffer.from(`${s}\0`);
 const i16 = (n: number): Buffer => {
@@ -305,7 +294,7 @@ describe('malformed input', () => {
       }
     });
 
-    const next = random(20261203);
+    const next = seededRandom(20261203);
     const outcomes = { closed: 0, answered: 0 };
     try {
       for (let round = 0; round < 40; round++) {

@@ -16,6 +16,7 @@ import { Proxy } from '../../src/proxy/proxy.js';
 import { APP_ROLE } from '../harness/postgres.js';
 import { testConfigInput, viaProxy } from '../harness/proxy.js';
 import { RawClient, errorFields } from '../harness/raw-client.js';
+import { seededRandom } from '../harness/random.js';
 
 let proxy: Proxy;
 const logLines: { level: number; msg: string }[] = [];
@@ -47,18 +48,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await proxy?.close();
 });
-
-/** mulberry32: the same input on every run. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const i32 = (n: number): Buffer => {
   const b = Buffer.alloc(4);
@@ -139,7 +128,7 @@ function randomLogin(next: () => number): Buffer[] {
 
 describe('malformed login', () => {
   it('never crashes pgtenant, never logs anyone in, and leaves other clients alone', async () => {
-    const next = random(20261204);
+    const next = seededRandom(20261204);
     let refused = 0;
     for (let round = 0; round < 25; round++) {
       const attempts = Array.from({ length: 8 }, async () => {

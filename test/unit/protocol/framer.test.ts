@@ -2,6 +2,7 @@ import { describe, it, expect } from 'vitest';
 import { Framer, typeSet, type FrameHandler } from '../../../src/protocol/framer.js';
 import { msg } from '../../../src/protocol/messages.js';
 import { PgError } from '../../../src/protocol/sqlstate.js';
+import { seededRandom } from '../../harness/random.js';
 
 const T = (c: string): number => c.charCodeAt(0);
 const THRESHOLD = 64;
@@ -71,20 +72,8 @@ function reassemble(events: Event[], threshold: number): Logical[] {
   return out;
 }
 
-/** Deterministic PRNG (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 const filled = (n: number, seed: number): Buffer => {
-  const r = rng(seed);
+  const r = seededRandom(seed);
   const b = Buffer.allocUnsafe(n);
   for (let i = 0; i < n; i++) b[i] = Math.floor(r() * 256);
   return b;
@@ -209,7 +198,7 @@ describe('Framer', () => {
 
   it('handles random chunk sizes (fixed seeds)', () => {
     for (let seed = 1; seed <= 300; seed++) {
-      const r = rng(seed);
+      const r = seededRandom(seed);
       const maxChunk = 1 + Math.floor(r() * (seed % 3 === 0 ? 8 : 200));
       const points: number[] = [];
       let p = 0;
