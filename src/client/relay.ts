@@ -216,17 +216,12 @@ export class TransactionRelay {
         this.cancelCheckout = this.pool.waitForShared(
           () => {
             this.cancelCheckout = null;
-            if (this.held.length === 0) return;
-            try {
-              this.route(this.held.last);
-            } catch (err) {
-              this.session.failOn(err);
-            }
+            if (this.held.length > 0) this.calledBack(() => this.route(this.held.last));
           },
           () => {
             this.cancelCheckout = null;
             this.exclusiveShape = shape;
-            this.checkoutCalledBack(null);
+            this.calledBack(() => this.checkout());
           },
           SHARED_WAIT_FACTOR * this.shareBelowMs,
         );
@@ -254,29 +249,27 @@ export class TransactionRelay {
       run(this.shared.conn);
       return;
     }
-    const pool = this.pool;
-    this.acquiring(
-      (cb) => pool.acquireShared(cb),
-      (conn) => pool.sharedDrained(conn),
-      (err, conn) => {
-        if (err || conn === null) this.checkoutFailed(err ?? new PgError(SqlState.ConnectionUnableToConnect, 'no server connection'));
-        else run(conn);
-      },
-    );
+    this.acquiring(this.pool, true, (err, conn) => {
+      if (err || conn === null) this.checkoutFailed(err ?? new PgError(SqlState.ConnectionUnableToConnect, 'no server connection'));
+      else run(conn);
+    });
   }
 
   /**
-   * Asks a pool for a connection with `acquire`; until it answers, cancelCheckout withdraws the
-   * request, and a connection that arrives anyway goes back with `giveBack`.
+   * Asks `pool` for a shared connection or one of its own; until it answers, cancelCheckout
+   * withdraws the request, and a connection that arrives anyway goes back.
    */
-  private acquiring(acquire: (cb: AcquireCallback) => () => void, giveBack: (conn: ServerConnection) => void, then: AcquireCallback): void {
+  private acquiring(pool: Pool, shared: boolean, then: AcquireCallback): void {
     let cancelled = false;
     let done = false;
-    const cancel = acquire((err, conn) => {
+    const answered: AcquireCallback = (err, conn) => {
       done = true;
       this.cancelCheckout = null;
       if (cancelled) {
-        if (conn) giveBack(conn);
+        if (conn) {
+          if (shared) pool.sharedDrained(conn);
+          else pool.release(conn);
+        }
         return;
       }
       // Called back by the pool, maybe in another client's turn: what this throws is this client's.
@@ -285,7 +278,13 @@ export class TransactionRelay {
       } catch (e) {
         this.session.failOn(e);
       }
-    });
+    };
+    let cancel: () => void;
+    if (shared) cancel = pool.acquireShared(answered);
+    else {
+      const share = this.session.tenant?.placement.limits.poolShare;
+      cancel = pool.acquire(answered, this.session.tenant?.tenant, share === undefined ? Infinity : Math.max(1, Math.floor(pool.settings.size * share)));
+    }
     if (!done) {
       this.cancelCheckout = () => {
         cancelled = true;
@@ -309,10 +308,10 @@ export class TransactionRelay {
     }
   }
 
-  /** checkout() when a RESUME or a timer calls back: what it throws fails this client, not the caller. */
-  private checkoutCalledBack(target: ReadTarget | null): void {
+  /** Work run when a RESUME or a timer calls back: what it throws fails this client, not the caller. */
+  private calledBack(work: () => void): void {
     try {
-      this.checkout(target);
+      work();
     } catch (err) {
       this.session.failOn(err);
     }
@@ -325,7 +324,7 @@ export class TransactionRelay {
     if (tenant !== undefined) {
       const cancelWait = this.session.whenResumed(tenant, () => {
         this.cancelCheckout = null;
-        this.checkoutCalledBack(target);
+        this.calledBack(() => this.checkout(target));
       });
       if (cancelWait !== null) {
         this.cancelCheckout = cancelWait;
@@ -337,30 +336,24 @@ export class TransactionRelay {
       target = null;
     }
     const pool = target === null ? this.pool : target.router.poolFor(this.pool, target.state);
-    const share = this.session.tenant?.placement.limits.poolShare;
-    const limit = share === undefined ? Infinity : Math.max(1, Math.floor(pool.settings.size * share));
-    this.acquiring(
-      (cb) => pool.acquire(cb, this.session.tenant?.tenant, limit),
-      (conn) => pool.release(conn),
-      (err, conn) => {
-        if (target !== null && (err?.code.startsWith('08') === true || err?.code === SqlState.CannotConnectNow)) {
-          // The replica is down or starting: nothing was sent yet, so the unit goes to the primary.
-          target.router.set.connectFailed(target.state);
-          this.checkout(null);
-          return;
-        }
-        if (err || conn === null) {
-          this.checkoutFailed(err ?? new PgError(SqlState.ConnectionUnableToConnect, 'no server connection'));
-          return;
-        }
-        this.unitPool = pool;
-        if (target !== null) target.router.set.started(target.state);
-        this.replica = target;
-        this.attach(conn);
-        this.local.sendDeferredBegin(conn);
-        this.replayHeld(conn, target?.autocommit === true ? target.length : this.held.length);
-      },
-    );
+    this.acquiring(pool, false, (err, conn) => {
+      if (target !== null && (err?.code.startsWith('08') === true || err?.code === SqlState.CannotConnectNow)) {
+        // The replica is down or starting: nothing was sent yet, so the unit goes to the primary.
+        target.router.set.connectFailed(target.state);
+        this.checkout(null);
+        return;
+      }
+      if (err || conn === null) {
+        this.checkoutFailed(err ?? new PgError(SqlState.ConnectionUnableToConnect, 'no server connection'));
+        return;
+      }
+      this.unitPool = pool;
+      if (target !== null) target.router.set.started(target.state);
+      this.replica = target;
+      this.attach(conn);
+      this.local.sendDeferredBegin(conn);
+      this.replayHeld(conn, target?.autocommit === true ? target.length : this.held.length);
+    });
   }
 
   private attach(conn: ServerConnection): void {
