@@ -52,21 +52,17 @@ export class PendingRequests {
     return this.unsynced;
   }
 
-  /** Requests sent now are ignored by the server (nothing is recorded for them) until a Sync. */
-  get ignoringUntilSync(): boolean {
-    return this.ignoring;
-  }
-
-  /** The server failed an extended-protocol request with no Sync pending after it. */
+  /** The server failed an extended-protocol request with no Sync pending after it: what is sent now is ignored up to a Sync. */
   ignoreUntilSync(): void {
     this.ignoring = true;
   }
 
-  push(kind: RequestKind, flags = 0, extra?: string | Buffer): void {
+  /** Records a request sent; false when the server ignores it (after a failed one, up to a Sync): nothing is recorded then. */
+  push(kind: RequestKind, flags = 0, extra?: string | Buffer): boolean {
     // A simple Query or FunctionCall is no Sync: after a failed extended-protocol request the server ignores it.
     const sync = kind === Request.Sync && (flags & SIMPLE) === 0;
     // Nothing will answer it (nor may the proxy: the server would not have).
-    if (this.ignoring && !sync) return;
+    if (this.ignoring && !sync) return false;
     if (sync) {
       this.unsynced = false;
       this.ignoring = false;
@@ -77,6 +73,7 @@ export class PendingRequests {
     this.extras[i] = extra;
     this.owners[i] = this.currentOwner;
     this.count++;
+    return true;
   }
 
   /** Kind of the oldest entry, or 0 when none. */

@@ -60,8 +60,7 @@ export function ensurePrepared(server: ServerConnection, stmt: PreparedStatement
 
 /** After its Parse went out: the server has the statement now, unless it ignores the Parse after an error. */
 function markPrepared(server: ServerConnection, stmt: PreparedStatement, flags: number, limit: number): void {
-  if (server.pending.ignoringUntilSync) return;
-  server.pending.push(Request.Parse, flags, stmt.globalName);
+  if (!server.pending.push(Request.Parse, flags, stmt.globalName)) return;
   server.prepared.set(stmt.globalName, true);
   if (server.prepared.size > limit) evictOldest(server);
 }
