@@ -1,16 +1,15 @@
 import type net from 'node:net';
-import tls from 'node:tls';
 import type { Logger } from 'pino';
 import { Frontend, TxStatus } from '../protocol/codes.js';
 import { Framer, typeSet, type FrameHandler } from '../protocol/framer.js';
 import { authenticationOk, backendKeyData, errorResponse, parameterStatus, readyForQuery } from '../protocol/messages.js';
-import { Outbox } from '../protocol/outbox.js';
 import { PgError, SqlState } from '../protocol/sqlstate.js';
 import type { Pool } from '../pool/pool.js';
 import type { ProxyRequest, ServerConnection, ServerOwner } from '../pool/server-connection.js';
 import { canonicalName, isClientParameter, pinReportedParameters } from './params.js';
 import { readStartupPackets, type StartupHandler } from './startup.js';
 import { ClientLogin } from './login.js';
+import { ClientSocket } from './client-socket.js';
 import type { SessionHost } from './session-host.js';
 import { TransactionRelay } from './relay.js';
 import { checkSettings, settingsToCheck } from './settings-check.js';
@@ -49,21 +48,23 @@ export class ClientSession implements FrameHandler, ServerOwner {
   /** Settings the client expects on every server connection (startup values plus its own SETs). */
   settings = new Map<string, string>();
   private startupSettings = new Map<string, string>();
-  private socket: net.Socket;
-  private readonly out: Outbox;
+  private readonly socket: ClientSocket;
   private startupBytes: Buffer | null = null;
   private framer: Framer | null = null;
   private login: ClientLogin | null = null;
   private relay: TransactionRelay | null = null;
-  private tls = false;
 
   constructor(
     socket: net.Socket,
     private readonly host: SessionHost,
   ) {
-    this.socket = socket;
-    this.out = new Outbox(socket, () => this.server?.pauseInput());
-    this.listen(socket);
+    this.socket = new ClientSocket(socket, {
+      data: (chunk) => this.onData(chunk),
+      full: () => this.server?.pauseInput(),
+      drain: () => this.server?.resumeInput(),
+      close: () => this.onSocketClosed(),
+      error: (err) => this.log.debug({ err: err.message, user: this.user }, 'client socket error'),
+    });
   }
 
   /** Connected to the admin console instead of a database. */
@@ -73,14 +74,6 @@ export class ClientSession implements FrameHandler, ServerOwner {
 
   get log(): Logger {
     return this.host.log;
-  }
-
-  private listen(socket: net.Socket): void {
-    socket.setNoDelay(true);
-    socket.on('data', (chunk: Buffer) => this.onData(chunk));
-    socket.on('drain', () => this.server?.resumeInput());
-    socket.on('close', () => this.onSocketClosed());
-    socket.on('error', (err) => this.log.debug({ err: err.message, user: this.user }, 'client socket error'));
   }
 
   private onData(chunk: Buffer): void {
@@ -109,8 +102,8 @@ export class ClientSession implements FrameHandler, ServerOwner {
   }
 
   private readonly startupHandler: StartupHandler = {
-    ssl: () => this.startTls(),
-    gss: () => this.socket.write(Buffer.from('N')),
+    ssl: () => this.socket.answerSslRequest(this.host.tlsContext),
+    gss: () => this.socket.refuseGssEncryption(),
     cancel: (pid, secret) => {
       this.host.cancel(pid, secret);
       this.closeQuietly();
@@ -121,26 +114,8 @@ export class ClientSession implements FrameHandler, ServerOwner {
     },
   };
 
-  private startTls(): void {
-    const context = this.host.tlsContext;
-    if (context === null || this.tls) {
-      this.socket.write(Buffer.from('N'));
-      return;
-    }
-    this.socket.write(Buffer.from('S'));
-    const plain = this.socket;
-    plain.removeAllListeners('data');
-    plain.removeAllListeners('drain');
-    plain.removeAllListeners('close');
-    const secure = new tls.TLSSocket(plain, { isServer: true, secureContext: context });
-    this.tls = true;
-    this.socket = secure;
-    this.out.retarget(secure);
-    this.listen(secure);
-  }
-
   get remoteAddress(): string {
-    return this.socket.remoteAddress ?? '';
+    return this.socket.remoteAddress;
   }
 
   /** The shared connection this client's units are pipelined on now, and its pool; null when none. */
@@ -150,8 +125,7 @@ export class ClientSession implements FrameHandler, ServerOwner {
 
   /** SNI name the client sent in its TLS handshake, if any. */
   get serverName(): string | undefined {
-    const name = (this.socket as tls.TLSSocket).servername;
-    return typeof name === 'string' ? name : undefined;
+    return this.socket.serverName;
   }
 
   private startup(minor: number, params: Map<string, string>, protocolOptions: string[]): void {
@@ -167,7 +141,7 @@ export class ClientSession implements FrameHandler, ServerOwner {
   }
 
   get encrypted(): boolean {
-    return this.tls;
+    return this.socket.encrypted;
   }
 
   /** Messages from now on wait for login to complete (a JWT may still be verified). */
@@ -179,7 +153,7 @@ export class ClientSession implements FrameHandler, ServerOwner {
   /** Logged in: admitted under the tenant's client limit, then connected to its pool. */
   loggedIn(target: { admin: true } | { admin: false; tenant: TenantContext | null }): void {
     if (target.admin) {
-      this.admin = new AdminConsoleSession(this.host.adminTarget, (m) => this.out.push(m), () => this.state === 'closed');
+      this.admin = new AdminConsoleSession(this.host.adminTarget, (m) => this.socket.out.push(m), () => this.state === 'closed');
       this.welcome(ADMIN_PARAMS);
       return;
     }
@@ -256,11 +230,11 @@ export class ClientSession implements FrameHandler, ServerOwner {
     this.host.audit('connect', { pid: this.pid, user: this.user, tenant: this.tenant?.tenant, source: this.tenant?.source, database: this.tenant?.placement.database ?? this.database, address: this.remoteAddress, admin: this.adminConsole || undefined });
     this.pid = key.pid;
     this.secret = key.secret;
-    this.out.push(authenticationOk());
-    for (const [k, v] of pinReportedParameters(serverParams, this.settings)) this.out.push(parameterStatus(k, v));
+    this.socket.out.push(authenticationOk());
+    for (const [k, v] of pinReportedParameters(serverParams, this.settings)) this.socket.out.push(parameterStatus(k, v));
     this.startupSettings = new Map(this.settings);
-    this.out.push(backendKeyData(this.pid, this.secret));
-    this.out.push(readyForQuery(TxStatus.Idle));
+    this.socket.out.push(backendKeyData(this.pid, this.secret));
+    this.socket.out.push(readyForQuery(TxStatus.Idle));
     this.state = 'ready';
     this.log.debug({ user: this.user, database: this.database, pid: this.pid }, 'client ready');
     this.relay?.start();
@@ -301,11 +275,11 @@ export class ClientSession implements FrameHandler, ServerOwner {
   forward(buf: Buffer, start: number, end: number): void {
     if (this.state === 'closed') return;
     this.usage.bytes += end - start;
-    this.out.slice(buf, start, end);
+    this.socket.out.slice(buf, start, end);
   }
 
   inject(buf: Buffer): void {
-    if (this.state !== 'closed') this.out.push(buf);
+    if (this.state !== 'closed') this.socket.out.push(buf);
   }
 
   ready(status: number, proxyOwn: boolean): void {
@@ -398,12 +372,12 @@ export class ClientSession implements FrameHandler, ServerOwner {
   // ---- used by the relay ----
 
   send(buf: Buffer): void {
-    this.out.push(buf);
+    this.socket.out.push(buf);
   }
 
   /** Answers wait in memory for the client to read them (its socket's buffer is full). */
   get outputBackedUp(): boolean {
-    return this.socket.writableNeedDrain;
+    return this.socket.backedUp;
   }
 
   pauseInput(): void {
@@ -440,7 +414,7 @@ export class ClientSession implements FrameHandler, ServerOwner {
   /** Send a FATAL (or ERROR) and close. */
   fail(err: PgError): void {
     if (this.state === 'closed') return;
-    this.out.push(errorResponse({ severity: err.severity, code: err.code, message: err.message, detail: err.detail, hint: err.hint }));
+    this.socket.out.push(errorResponse({ severity: err.severity, code: err.code, message: err.message, detail: err.detail, hint: err.hint }));
     if (err.severity === 'FATAL') this.closeQuietly();
   }
 
@@ -451,7 +425,6 @@ export class ClientSession implements FrameHandler, ServerOwner {
 
   closeQuietly(): void {
     if (this.state === 'closed') return;
-    this.out.flush();
     this.socket.end();
     this.onSocketClosed();
   }
@@ -466,6 +439,6 @@ export class ClientSession implements FrameHandler, ServerOwner {
     }
     this.relay?.clientGone();
     this.host.unregister(this);
-    if (!this.socket.destroyed) setTimeout(() => this.socket.destroy(), 1000).unref();
+    this.socket.destroyLater();
   }
 }
