@@ -4,11 +4,12 @@ import type { AcquireCallback, Pool } from '../pool/pool.js';
 import type { ServerConnection } from '../pool/server-connection.js';
 import type { ClientSession } from './session.js';
 import type { ShapeStats, UnitClassifier } from '../sql/classify.js';
-import { answerWithError, endsUnit, HeldMessages, shareableShape, type Held } from './units.js';
+import { endsUnit, failWithoutServer, HeldMessages, shareableShape, type Held } from './units.js';
 import { checkMessage, MessageDispatcher } from './dispatch.js';
 import { sendSessionState } from './session-state.js';
 import { LocalAnswers } from './local-answers.js';
 import { SharedUnits } from './shared-units.js';
+import { UnitMeter } from './unit-meter.js';
 import type { ReadTarget } from '../routing/router.js';
 
 /** A unit over the pipelining limit waits for a slot up to this many times pool.shareBelow. */
@@ -31,9 +32,8 @@ export class TransactionRelay {
   private cancelCheckout: (() => void) | null = null;
   /** Parts of a large client message still to come, and whether they go to the server now. */
   private largeRemaining = false;
-  /** When the current unit of work started (performance.now(); 0: none), and the server's counters then. */
-  private unitStart = 0;
-  private unitRows = 0;
+  /** Times the unit of work on the client's own connection. */
+  private readonly meter: UnitMeter;
   /** Rest of a large CopyData for a COPY the server already ended: dropped. */
   private droppingLarge = false;
 
@@ -41,8 +41,6 @@ export class TransactionRelay {
   private readonly shared: SharedUnits;
   /** A unit that needs a connection of its own waits until the client's shared units are done. */
   private waitingForShared = false;
-  /** Shape of the unit running on an exclusive connection, to learn its latency. */
-  private exclusiveShape: ShapeStats | null = null;
   /** Guard, LISTEN refusal and prepared-statement mapping of each message sent. */
   private readonly messages: MessageDispatcher;
   /** Whether a tenant binding may be left in place after units that cannot have changed it. */
@@ -74,7 +72,8 @@ export class TransactionRelay {
     this.keepBindings = purity !== null;
     this.messages = new MessageDispatcher(session, transactionMode, statementLimit, purity);
     this.local = new LocalAnswers(session, this.messages.statements, () => this.session.readRouter(this.pool) === null);
-    this.shared = new SharedUnits(session, classifier, (seconds, rows, backendName) => this.countUnit(seconds, rows, backendName));
+    this.shared = new SharedUnits(session, classifier);
+    this.meter = new UnitMeter(session, classifier);
   }
 
   /** A reload moved this client (its backend or its tenant's placement): its pool is no longer the right one. */
@@ -146,7 +145,7 @@ export class TransactionRelay {
       if (this.shared.inFlight > 0 && !proxyOwn) this.sharedUnitDone(status);
       return;
     }
-    if (status === TxStatus.Idle && this.unitStart !== 0 && server.pending.length === 0) this.endUnit();
+    if (status === TxStatus.Idle && this.meter.running && server.pending.length === 0) this.endUnit();
     if (!this.transactionMode) return;
     // After autocommit reads on a replica, what the client sent meanwhile is routed anew.
     const readsDone = this.replica?.autocommit === true;
@@ -172,7 +171,7 @@ export class TransactionRelay {
     if (server === null) return;
     this.session.server = null;
     if (this.replica !== null) {
-      this.replica.router.set.finished(this.replica.state, performance.now() - this.unitStart, server.isClosed);
+      this.replica.router.set.finished(this.replica.state, this.meter.elapsed(), server.isClosed);
       this.replica = null;
     }
     if (server.isIdle && !this.largeRemaining && !this.messages.serverStatementsStale) this.unitPool.release(server, !this.transactionMode);
@@ -220,7 +219,7 @@ export class TransactionRelay {
           },
           () => {
             this.cancelCheckout = null;
-            this.exclusiveShape = shape;
+            this.meter.shape = shape;
             this.calledBack(() => this.checkout());
           },
           SHARED_WAIT_FACTOR * this.shareBelowMs,
@@ -228,7 +227,7 @@ export class TransactionRelay {
         return;
       }
     }
-    this.exclusiveShape = shape;
+    this.meter.shape = shape;
     if (inFlight > 0) {
       this.waitingForShared = true;
       this.waitingTarget = target;
@@ -388,29 +387,16 @@ export class TransactionRelay {
     this.held.resumeInput();
   }
 
-  /** No server for the client's request: answer each held Sync/Query with the error. */
+  /** No server for the client's request: each held Sync/Query is answered with the error. */
   private checkoutFailed(err: PgError): void {
     const held = this.held.take();
     this.held.resumeInput();
-    this.session.log.info({ user: this.session.user, code: err.code }, err.message);
-    if (this.local.abandonDeferredBegin()) {
-      // The client believes it is in a transaction: an error and 'I' would let its next statements
-      // run outside one, so it is closed instead, as if its server connection had failed.
-      this.session.fail(new PgError(err.code, `the transaction could not get a server connection: ${err.message}`, 'FATAL', err.detail, err.hint));
-      return;
-    }
-    if (err.code === SqlState.ConnectionUnableToConnect || err.code === SqlState.ConnectionFailure || err.code === SqlState.AdminShutdown) {
-      this.session.fail(new PgError(err.code, err.message, 'FATAL', err.detail, err.hint));
-      return;
-    }
-    // Nothing to answer (a session-mode client waiting at login, or one idle in the queue): it cannot
-    // be left without a server, so it is closed with the reason.
-    if (!answerWithError(held, err, this.session)) this.session.fail(new PgError(err.code, err.message, 'FATAL', err.detail, err.hint));
+    failWithoutServer(this.session, err, held, this.local.abandonDeferredBegin());
   }
 
   /** Sends a client message; the first one on an exclusive server connection starts a unit of work. */
   private dispatch(server: ServerConnection, type: number, buf: Buffer, start: number, end: number): void {
-    if (this.unitStart === 0 && server === this.session.server && type !== Frontend.Terminate) this.beginUnit();
+    if (!this.meter.running && server === this.session.server && type !== Frontend.Terminate) this.beginUnit();
     this.messages.dispatch(server, type, buf, start, end);
   }
 
@@ -420,20 +406,14 @@ export class TransactionRelay {
 
   /** A unit of work (transaction, or autocommit statements up to ReadyForQuery 'I') starts on `server`. */
   private beginUnit(): void {
-    this.unitStart = performance.now();
-    this.unitRows = this.session.rowsReceived;
+    this.meter.start();
     this.messages.pure = this.unitBinding !== null;
     const server = this.session.server;
     if (server !== null && !server.shared) server.bindingInPlace = null;
   }
 
   private endUnit(): void {
-    const ms = performance.now() - this.unitStart;
-    this.unitStart = 0;
-    if (this.exclusiveShape !== null) {
-      this.classifier?.record(this.exclusiveShape, ms);
-      this.exclusiveShape = null;
-    }
+    const ms = this.meter.end(this.unitPool.backendName);
     if (this.replica !== null) this.replica.router.set.finished(this.replica.state, ms, false);
     const server = this.session.server;
     if (server !== null) {
@@ -444,16 +424,5 @@ export class TransactionRelay {
       else server.settingsChangedBy = this.session.tenant?.tenant ?? '';
     }
     this.messages.pure = false;
-    this.countUnit(ms / 1000, this.session.rowsReceived - this.unitRows, this.unitPool.backendName);
   }
-
-  private countUnit(seconds: number, rows: number, backendName: string): void {
-    const u = this.session.usage;
-    u.transactions++;
-    u.busySeconds += seconds;
-    u.latency.observe(seconds);
-    u.rows += rows;
-    this.session.backendLatency(backendName).observe(seconds);
-  }
-
 }

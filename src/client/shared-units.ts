@@ -3,9 +3,7 @@ import type { Pool } from '../pool/pool.js';
 import type { ServerConnection } from '../pool/server-connection.js';
 import type { ShapeStats, UnitClassifier } from '../sql/classify.js';
 import type { ClientSession } from './session.js';
-
-/** Counts a finished unit of work in the client's usage and its backend's latency. */
-export type UnitCounter = (seconds: number, rows: number, backendName: string) => void;
+import { countUnit } from './unit-meter.js';
 
 /**
  * One client's units pipelined on a shared server connection: the connection, and when each unit
@@ -21,7 +19,6 @@ export class SharedUnits {
   constructor(
     private readonly session: ClientSession,
     private readonly classifier: UnitClassifier | null,
-    private readonly countUnit: UnitCounter,
   ) {}
 
   get inFlight(): number {
@@ -55,7 +52,7 @@ export class SharedUnits {
       this.classifier?.record(sent.shape, now - Math.max(sent.at, conn.lastAnsweredAt));
       conn.lastAnsweredAt = now;
       pool.sharedFinished(ms, sent.inflight);
-      this.countUnit(ms / 1000, this.session.rowsReceived - sent.rows, pool.backendName);
+      countUnit(this.session, ms / 1000, this.session.rowsReceived - sent.rows, pool.backendName);
     }
     if (status !== TxStatus.Idle) {
       // Classification admits no statement that opens a transaction; if one did, nobody may share it.

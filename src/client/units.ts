@@ -1,6 +1,6 @@
 import { Frontend, TxStatus } from '../protocol/codes.js';
 import { readyForQuery } from '../protocol/messages.js';
-import type { PgError } from '../protocol/sqlstate.js';
+import { PgError, SqlState } from '../protocol/sqlstate.js';
 import { cstringEnd } from '../protocol/read.js';
 import { statementText, type PreparedStatement } from '../pool/prepared.js';
 import type { ShapeStats, UnitClassifier } from '../sql/classify.js';
@@ -80,11 +80,32 @@ export function endsUnit(type: number): boolean {
   return type === Frontend.Query || type === Frontend.Sync || type === Frontend.Flush || type === Frontend.FunctionCall;
 }
 
+/** What a client that can get no server connection is told. */
+export interface UnservedClient {
+  readonly user: string;
+  readonly log: { info(fields: object, msg: string): void };
+  fail(err: PgError): void;
+  send(buf: Buffer): void;
+}
+
 /**
- * Held requests that will get no server: the error, then ReadyForQuery for each Query, Sync and
- * FunctionCall, as the server would have answered them. Returns whether there was one to answer.
+ * No server for the client's held requests: the error, then ReadyForQuery for each Query, Sync
+ * and FunctionCall, as the server would have answered them. A client in a transaction, or one
+ * whose server is gone, is closed instead.
  */
-export function answerWithError(held: readonly Held[], err: PgError, client: { fail(err: PgError): void; send(buf: Buffer): void }): boolean {
+export function failWithoutServer(client: UnservedClient, err: PgError, held: readonly Held[], inTransaction: boolean): void {
+  client.log.info({ user: client.user, code: err.code }, err.message);
+  const fatal = new PgError(err.code, err.message, 'FATAL', err.detail, err.hint);
+  if (inTransaction) {
+    // An error and 'I' would let its next statements run outside the transaction it believes it is
+    // in: closed instead, as if its server connection had failed.
+    client.fail(new PgError(err.code, `the transaction could not get a server connection: ${err.message}`, 'FATAL', err.detail, err.hint));
+    return;
+  }
+  if (err.code === SqlState.ConnectionUnableToConnect || err.code === SqlState.ConnectionFailure || err.code === SqlState.AdminShutdown) {
+    client.fail(fatal);
+    return;
+  }
   let answered = false;
   for (const h of held) {
     if (h.kind === 'message' && (h.type === Frontend.Sync || h.type === Frontend.Query || h.type === Frontend.FunctionCall)) {
@@ -93,7 +114,9 @@ export function answerWithError(held: readonly Held[], err: PgError, client: { f
       client.send(readyForQuery(TxStatus.Idle));
     }
   }
-  return answered;
+  // Nothing to answer (a session-mode client waiting at login, or one idle in the queue): it cannot
+  // be left without a server, so it is closed with the reason.
+  if (!answered) client.fail(fatal);
 }
 
 /**
