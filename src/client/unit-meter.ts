@@ -1,8 +1,11 @@
 import type { ShapeStats, UnitClassifier } from '../sql/classify.js';
 import type { ClientSession } from './session.js';
 
+/** What a unit is counted against: the client's usage, rows it received, its backend's latency. */
+export type MeteredClient = Pick<ClientSession, 'usage' | 'rowsReceived' | 'backendLatency'>;
+
 /** Counts a finished unit of work in the client's usage and its backend's latency. */
-export function countUnit(session: ClientSession, seconds: number, rows: number, backendName: string): void {
+export function countUnit(session: MeteredClient, seconds: number, rows: number, backendName: string): void {
   const u = session.usage;
   u.transactions++;
   u.busySeconds += seconds;
@@ -23,7 +26,7 @@ export class UnitMeter {
   shape: ShapeStats | null = null;
 
   constructor(
-    private readonly session: ClientSession,
+    private readonly session: MeteredClient,
     private readonly classifier: UnitClassifier | null,
   ) {}
 
