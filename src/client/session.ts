@@ -12,7 +12,7 @@ import { ClientLogin } from './login.js';
 import { ClientSocket } from './client-socket.js';
 import type { SessionHost } from './session-host.js';
 import { TransactionRelay } from './relay.js';
-import { checkSettings, settingsToCheck } from './settings-check.js';
+import { serverParamsForLogin } from './settings-check.js';
 import type { TenantContext } from '../tenancy/tenancy.js';
 import { NO_TENANT, TenantUsage, type UsageRegistry } from '../stats/usage.js';
 import type { Histogram } from '../stats/histogram.js';
@@ -184,38 +184,20 @@ export class ClientSession implements FrameHandler, ServerOwner {
     this.pool = pool;
     const p = this.host.config.pool;
     this.relay = new TransactionRelay(this, pool, p.mode === 'transaction', p.maxPreparedStatements, p.multiplex ? this.host.classifier : null, p.shareBelow, this.host.classifier);
-    if (pool.serverParams !== null) {
-      this.checkSettingsThenWelcome(pool, pool.serverParams);
-      return;
-    }
-    // First client of this pool: a server connection tells us what to report (and proves the backend is there).
-    pool.acquire((err, conn) => {
-      if (this.state === 'closed') {
-        if (conn) pool.release(conn);
-        return;
-      }
-      if (err || !conn) {
-        this.fail(new PgError(err?.code ?? SqlState.ConnectionUnableToConnect, err?.message ?? 'no server connection', 'FATAL', err?.detail, err?.hint));
-        return;
-      }
-      const params = new Map(conn.params);
-      pool.release(conn);
-      this.checkSettingsThenWelcome(pool, params);
-    });
-  }
-
-  /** A startup setting the server would refuse fails the login, as logging in to Postgres itself would. */
-  private checkSettingsThenWelcome(pool: Pool, serverParams: Map<string, string>): void {
-    const unchecked = settingsToCheck(pool, this.settings, serverParams);
-    if (unchecked.length === 0) {
-      this.welcome(serverParams);
-      return;
-    }
-    checkSettings(pool, unchecked).then(
-      () => {
-        if (this.state !== 'closed') this.welcome(serverParams);
+    // Called back by the pool or a settings check: what the welcome throws is this client's.
+    serverParamsForLogin(
+      pool,
+      this.settings,
+      (params) => {
+        if (this.state === 'closed') return;
+        try {
+          this.welcome(params);
+        } catch (err) {
+          this.failOn(err);
+        }
       },
-      (err: PgError) => {
+      (err) => {
+        if (this.state === 'closed') return;
         this.log.info({ user: this.user, code: err.code }, err.message);
         this.fail(err);
       },

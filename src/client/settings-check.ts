@@ -1,8 +1,9 @@
 /**
- * Postgres refuses a login whose startup settings it cannot apply (an unknown parameter, a bad
- * value, one the user may not set). pgtenant answers logins without a server, so it asks one:
- * once per distinct setting and value per pool, with set_config(..., true) in one statement,
- * which leaves nothing behind when the statement ends.
+ * What a login is told about the server, and whether the server would take the client's startup
+ * settings. Postgres refuses a login whose startup settings it cannot apply (an unknown parameter,
+ * a bad value, one the user may not set). pgtenant answers logins without a server, so it asks one:
+ * once per distinct setting and value per pool, with set_config(..., true) in one statement, which
+ * leaves nothing behind when the statement ends.
  */
 import { LRUCache } from 'lru-cache';
 import type { Pool } from '../pool/pool.js';
@@ -16,7 +17,7 @@ const REMEMBERED = 1000;
 const accepted = new WeakMap<Pool, LRUCache<string, true>>();
 
 /** The client's settings the pool's server has not yet been asked about (application_name takes any value). */
-export function settingsToCheck(pool: Pool, settings: Map<string, string>, serverParams: Map<string, string>): [string, string][] {
+function settingsToCheck(pool: Pool, settings: Map<string, string>, serverParams: Map<string, string>): [string, string][] {
   const known = accepted.get(pool);
   const out: [string, string][] = [];
   for (const [k, v] of settings) {
@@ -27,7 +28,7 @@ export function settingsToCheck(pool: Pool, settings: Map<string, string>, serve
 }
 
 /** Resolves when the server accepts every setting; else rejects with its error as a FATAL login error. */
-export async function checkSettings(pool: Pool, settings: [string, string][]): Promise<void> {
+async function checkSettings(pool: Pool, settings: [string, string][]): Promise<void> {
   try {
     await runSql(pool.endpoint, setConfigStatement(settings, true), pool.endpoint.connectTimeout);
   } catch (err) {
@@ -37,4 +38,31 @@ export async function checkSettings(pool: Pool, settings: [string, string][]): P
   let known = accepted.get(pool);
   if (known === undefined) accepted.set(pool, (known = new LRUCache({ max: REMEMBERED })));
   for (const [k, v] of settings) known.set(`${k}\0${v}`, true);
+}
+
+/**
+ * The parameters `pool`'s servers report, for a client logging in with `settings`: at once when
+ * they are known and every setting was accepted before; else once a first server connection told
+ * them (which also proves the backend is there) and the server accepted the settings it was not
+ * asked about yet. `failed` gets the FATAL error the login fails with instead.
+ */
+export function serverParamsForLogin(pool: Pool, settings: Map<string, string>, ready: (params: Map<string, string>) => void, failed: (err: PgError) => void): void {
+  const checked = (params: Map<string, string>): void => {
+    const unchecked = settingsToCheck(pool, settings, params);
+    if (unchecked.length === 0) ready(params);
+    else checkSettings(pool, unchecked).then(() => ready(params), failed);
+  };
+  if (pool.serverParams !== null) {
+    checked(pool.serverParams);
+    return;
+  }
+  pool.acquire((err, conn) => {
+    if (err || !conn) {
+      failed(new PgError(err?.code ?? SqlState.ConnectionUnableToConnect, err?.message ?? 'no server connection', 'FATAL', err?.detail, err?.hint));
+      return;
+    }
+    const params = new Map(conn.params);
+    pool.release(conn);
+    checked(params);
+  });
 }
