@@ -10,6 +10,7 @@ import { sendSessionState } from './session-state.js';
 import { LocalAnswers } from './local-answers.js';
 import { SharedUnits } from './shared-units.js';
 import { UnitMeter } from './unit-meter.js';
+import { requestConnection } from './connection-request.js';
 import type { ReadTarget } from '../routing/router.js';
 
 /** A unit over the pipelining limit waits for a slot up to this many times pool.shareBelow. */
@@ -254,42 +255,13 @@ export class TransactionRelay {
     });
   }
 
-  /**
-   * Asks `pool` for a shared connection or one of its own; until it answers, cancelCheckout
-   * withdraws the request, and a connection that arrives anyway goes back.
-   */
+  /** Asks `pool` for a connection; until it answers, cancelCheckout withdraws the request. */
   private acquiring(pool: Pool, shared: boolean, then: AcquireCallback): void {
-    let cancelled = false;
-    let done = false;
-    const answered: AcquireCallback = (err, conn) => {
-      done = true;
+    const cancel = requestConnection(this.session, pool, shared, (err, conn) => {
       this.cancelCheckout = null;
-      if (cancelled) {
-        if (conn) {
-          if (shared) pool.sharedDrained(conn);
-          else pool.release(conn);
-        }
-        return;
-      }
-      // Called back by the pool, maybe in another client's turn: what this throws is this client's.
-      try {
-        then(err, conn);
-      } catch (e) {
-        this.session.failOn(e);
-      }
-    };
-    let cancel: () => void;
-    if (shared) cancel = pool.acquireShared(answered);
-    else {
-      const share = this.session.tenant?.placement.limits.poolShare;
-      cancel = pool.acquire(answered, this.session.tenant?.tenant, share === undefined ? Infinity : Math.max(1, Math.floor(pool.settings.size * share)));
-    }
-    if (!done) {
-      this.cancelCheckout = () => {
-        cancelled = true;
-        cancel();
-      };
-    }
+      then(err, conn);
+    });
+    if (cancel !== null) this.cancelCheckout = cancel;
   }
 
   get sharedServer(): { conn: ServerConnection; pool: Pool } | null {
