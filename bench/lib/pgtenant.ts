@@ -1,8 +1,8 @@
 /**
- * pgtenant in its own process (`node --import tsx src/cli.ts start --config <tmp yaml>`), so its
- * event loop is not shared with the benchmark driver.
+ * pgtenant in its own process (`node dist/cli.js start --config <tmp yaml>`, the built code users
+ * run; `npm run bench` builds it first), so its event loop is not shared with the benchmark driver.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { stringify } from 'yaml';
@@ -36,8 +36,10 @@ export interface RunningPgtenant {
 }
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
+const CLI = path.join(ROOT, 'dist/cli.js');
 
 export async function startPgtenant(o: PgtenantOptions): Promise<RunningPgtenant> {
+  if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run \`npm run build\` first (npm run bench does)`);
   const dir = mkdtempSync(path.join(os.tmpdir(), `pgtenant-bench-${o.name}-`));
   onCleanup(`${o.name} temp dir`, async () => rmSync(dir, { recursive: true, force: true }));
   const port = await freePort();
@@ -56,7 +58,7 @@ export async function startPgtenant(o: PgtenantOptions): Promise<RunningPgtenant
   }
   const file = path.join(dir, 'pgtenant.yaml');
   writeFileSync(file, stringify(config));
-  const child = spawnTracked(process.execPath, ['--import', 'tsx', path.join(ROOT, 'src/cli.ts'), 'start', '--config', file], {
+  const child = spawnTracked(process.execPath, [CLI, 'start', '--config', file], {
     cwd: ROOT,
     env: { ...process.env, NODE_ENV: 'production' },
   });
