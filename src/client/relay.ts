@@ -162,6 +162,12 @@ export class TransactionRelay {
   }
 
   /** The client disconnected: give the server back if it is clean, else close it. */
+  /** The server connection under the client's unit was lost (the client is failed next): a replica's unit failed. */
+  serverLost(): void {
+    if (this.replica !== null && this.meter.running) this.replica.router.set.finished(this.replica.state, this.meter.elapsed(), true);
+    this.replica = null;
+  }
+
   clientGone(): void {
     this.cancelCheckout?.();
     this.cancelCheckout = null;
@@ -171,10 +177,9 @@ export class TransactionRelay {
     const server = this.session.server;
     if (server === null) return;
     this.session.server = null;
-    if (this.replica !== null) {
-      this.replica.router.set.finished(this.replica.state, this.meter.elapsed(), server.isClosed);
-      this.replica = null;
-    }
+    // A unit that ended was counted then (endUnit); only one still running is counted here.
+    if (this.replica !== null && this.meter.running) this.replica.router.set.finished(this.replica.state, this.meter.elapsed(), server.isClosed);
+    this.replica = null;
     if (server.isIdle && !this.largeRemaining && !this.messages.serverStatementsStale) this.unitPool.release(server, !this.transactionMode);
     else this.unitPool.destroy(server);
   }
@@ -319,7 +324,6 @@ export class TransactionRelay {
         return;
       }
       this.unitPool = pool;
-      if (target !== null) target.router.set.started(target.state);
       this.replica = target;
       this.attach(conn);
       this.local.sendDeferredBegin(conn);
@@ -379,6 +383,8 @@ export class TransactionRelay {
   /** A unit of work (transaction, or autocommit statements up to ReadyForQuery 'I') starts on `server`. */
   private beginUnit(): void {
     this.meter.start();
+    // Counted per unit, so that each start on a replica is matched by one finish (endUnit or clientGone).
+    if (this.replica !== null) this.replica.router.set.started(this.replica.state);
     this.messages.pure = this.unitBinding !== null;
     const server = this.session.server;
     if (server !== null && !server.shared) server.bindingInPlace = null;

@@ -302,6 +302,7 @@ export class ClientSession implements FrameHandler, ServerOwner {
   }
 
   lost(err: PgError): void {
+    this.relay?.serverLost();
     this.server = null;
     this.log.warn({ user: this.user, pid: this.pid, err: err.message }, 'server connection lost while a client held it');
     this.fail(new PgError(SqlState.ConnectionFailure, `server connection lost: ${err.message}`, 'FATAL'));

@@ -109,6 +109,7 @@ describe('read routing', () => {
     expect(replicas).toContain(await portOf(reporter));
     await expect(reporter.query("insert into items (v) values ('no')")).rejects.toMatchObject({ code: '25006' });
     await reporter.end();
+
     expect(await metric('pgtenant_replica_units_total', 'r1')).toBeGreaterThan(0);
     expect(await metric('pgtenant_replica_up', 'r1')).toBe(1);
 
@@ -193,5 +194,17 @@ describe('read routing', () => {
     expect(back).toBe(true);
     expect(await metric('pgtenant_replica_up', 'r1')).toBe(1);
     await r2.start();
+  });
+  // Last: the abandoned read's 200 ms sample would skew the P2C test's latencies.
+  it('counts a read whose client left mid-statement as finished, leaving no replica looking busy', async () => {
+    const leaver = await connect();
+    const slow = leaver.query('select pg_sleep(10)').catch(() => undefined);
+    await sleep(200);
+    const inflight = async (): Promise<number> => (await metric('pgtenant_replica_inflight', 'r1')) + (await metric('pgtenant_replica_inflight', 'r2'));
+    expect(await inflight()).toBe(1);
+    (leaver as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
+    await slow;
+    await sleep(100);
+    expect(await inflight()).toBe(0);
   });
 });
