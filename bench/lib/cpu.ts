@@ -19,14 +19,14 @@ export function machineBusyUs(): number | undefined {
   }
 }
 
-/** A process's user + system CPU time in µs; undefined when it cannot be read. */
-export function processCpuUs(pid: number | undefined): number | undefined {
+/** A process's user and system CPU time in µs; undefined when it cannot be read. */
+export function processCpuUs(pid: number | undefined): { user: number; system: number } | undefined {
   if (pid === undefined) return undefined;
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     // Fields after the parenthesised command name, which may itself hold spaces.
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) * TICK_US;
+    return { user: Number(fields[11]) * TICK_US, system: Number(fields[12]) * TICK_US };
   } catch {
     return undefined;
   }

@@ -38,6 +38,9 @@ export interface RunningPgtenant {
 const ROOT = path.resolve(import.meta.dirname, '../..');
 const CLI = path.join(ROOT, 'dist/cli.js');
 
+/** Extra node flags for pgtenant, e.g. `PGTENANT_BENCH_NODE_ARGS=--cpu-prof` or `--perf-basic-prof` to profile it under load. */
+const nodeArgs = (): string[] => process.env.PGTENANT_BENCH_NODE_ARGS?.split(' ').filter((a) => a !== '') ?? [];
+
 export async function startPgtenant(o: PgtenantOptions): Promise<RunningPgtenant> {
   if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run \`npm run build\` first (npm run bench does)`);
   const dir = mkdtempSync(path.join(os.tmpdir(), `pgtenant-bench-${o.name}-`));
@@ -58,7 +61,7 @@ export async function startPgtenant(o: PgtenantOptions): Promise<RunningPgtenant
   }
   const file = path.join(dir, 'pgtenant.yaml');
   writeFileSync(file, stringify(config));
-  const child = spawnTracked(process.execPath, [CLI, 'start', '--config', file], {
+  const child = spawnTracked(process.execPath, [...nodeArgs(), CLI, 'start', '--config', file], {
     cwd: ROOT,
     env: { ...process.env, NODE_ENV: 'production' },
   });

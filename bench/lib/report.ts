@@ -20,6 +20,8 @@ export interface Summary {
   cpuUsPerTx?: number;
   /** The proxy process's CPU per transaction, µs (median). */
   proxyUsPerTx?: number;
+  /** Its user-space part, µs (median). */
+  proxyUserUsPerTx?: number;
   failed: number;
   aborted: number;
   /** Runs where pgbench exited non-zero (its TPS then covers only the time until the abort). */
@@ -52,6 +54,7 @@ export function summarize(samples: Sample[], cells: string[], targets: string[])
       const conn = known(rs.map((r) => r.connMs));
       const cpu = known(rs.map((r) => r.cpuUsPerTx));
       const proxyCpu = known(rs.map((r) => r.proxyUsPerTx));
+      const proxyUser = known(rs.map((r) => r.proxyUserUsPerTx));
       row.push({
         cell,
         target,
@@ -62,6 +65,7 @@ export function summarize(samples: Sample[], cells: string[], targets: string[])
         ...(conn.length > 0 && { connMs: median(conn) }),
         ...(cpu.length > 0 && { cpuUsPerTx: median(cpu) }),
         ...(proxyCpu.length > 0 && { proxyUsPerTx: median(proxyCpu) }),
+        ...(proxyUser.length > 0 && { proxyUserUsPerTx: median(proxyUser) }),
         failed: rs.reduce((a, r) => a + Math.max(0, r.failed), 0),
         aborted: rs.reduce((a, r) => a + r.aborted, 0),
         abortedRuns: rs.filter((r) => r.runAborted).length,
@@ -89,8 +93,8 @@ const fmt = (x: number | undefined, digits: number): string => (x === undefined 
 
 export function markdownTable(rows: Summary[]): string {
   const lines = [
-    '| cell | target | median TPS | mean ms | p99 ms | × direct | × pgbouncer | CPU µs/tx | proxy µs/tx | notes |',
-    '|---|---|--:|--:|--:|--:|--:|--:|--:|---|',
+    '| cell | target | median TPS | mean ms | p99 ms | × direct | × pgbouncer | CPU µs/tx | proxy µs/tx | proxy user µs/tx | notes |',
+    '|---|---|--:|--:|--:|--:|--:|--:|--:|--:|---|',
   ];
   for (const r of rows) {
     const notes: string[] = [];
@@ -99,7 +103,7 @@ export function markdownTable(rows: Summary[]): string {
     if (r.aborted > 0) notes.push(`${r.aborted} clients aborted`);
     if (r.failed > 0) notes.push(`${r.failed} failed txns`);
     if (r.errors.length > 0 && (broken(r) || r.failed > 0)) notes.push(`\`${r.errors[0]!.replace(/\|/g, '\\|').slice(0, 120)}\``);
-    lines.push(`| ${r.cell} | ${r.target} | ${broken(r) ? 'FAILED' : fmt(r.tps, 0)} | ${broken(r) ? '—' : fmt(r.meanMs, 3)} | ${broken(r) ? '—' : fmt(r.p99Ms, 3)} | ${fmt(r.vsDirect, 2)} | ${fmt(r.vsPgbouncer, 2)} | ${fmt(r.cpuUsPerTx, 0)} | ${fmt(r.proxyUsPerTx, 0)} | ${notes.join('; ')} |`);
+    lines.push(`| ${r.cell} | ${r.target} | ${broken(r) ? 'FAILED' : fmt(r.tps, 0)} | ${broken(r) ? '—' : fmt(r.meanMs, 3)} | ${broken(r) ? '—' : fmt(r.p99Ms, 3)} | ${fmt(r.vsDirect, 2)} | ${fmt(r.vsPgbouncer, 2)} | ${fmt(r.cpuUsPerTx, 0)} | ${fmt(r.proxyUsPerTx, 0)} | ${fmt(r.proxyUserUsPerTx, 0)} | ${notes.join('; ')} |`);
   }
   return lines.join('\n');
 }

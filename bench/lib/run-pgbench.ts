@@ -45,6 +45,8 @@ export interface RunResult {
   cpuUsPerTx?: number;
   /** The proxy process's own CPU per completed transaction, µs. */
   proxyUsPerTx?: number;
+  /** The user-space part of proxyUsPerTx (the rest is the kernel's, mostly socket I/O). */
+  proxyUserUsPerTx?: number;
   /** -C: pgbench's "average connection time". */
   connMs?: number;
   exitCode: number | null;
@@ -87,7 +89,8 @@ export async function runPgbench(cell: Cell, target: RunTarget, o: { seconds: nu
     const perTx = (before: number | undefined, after: number | undefined): number | undefined =>
       before === undefined || after === undefined || count === 0 ? undefined : (after - before) / count;
     const cpuUsPerTx = perTx(machineBefore, machineAfter);
-    const proxyUsPerTx = perTx(proxyBefore, proxyAfter);
+    const proxyUsPerTx = perTx(proxyBefore && proxyBefore.user + proxyBefore.system, proxyAfter && proxyAfter.user + proxyAfter.system);
+    const proxyUserUsPerTx = perTx(proxyBefore?.user, proxyAfter?.user);
     const error = out.split('\n').find((l) => /error|aborted|FATAL/i.test(l) && !/number of failed/.test(l));
     return {
       tps: num(/^tps = ([\d.]+) /m, 0),
@@ -96,6 +99,7 @@ export async function runPgbench(cell: Cell, target: RunTarget, o: { seconds: nu
       p99Ms,
       ...(cpuUsPerTx !== undefined && { cpuUsPerTx }),
       ...(proxyUsPerTx !== undefined && { proxyUsPerTx }),
+      ...(proxyUserUsPerTx !== undefined && { proxyUserUsPerTx }),
       failed: num(/number of failed transactions: (\d+)/, -1),
       aborted: out.split('\n').filter((l) => /client \d+ aborted/.test(l)).length,
       ...(/average connection time/.test(out) && { connMs: num(/average connection time = ([\d.]+) ms/, NaN) }),
