@@ -161,13 +161,13 @@ export class TransactionRelay {
     }
   }
 
-  /** The client disconnected: give the server back if it is clean, else close it. */
   /** The server connection under the client's unit was lost (the client is failed next): a replica's unit failed. */
   serverLost(): void {
     if (this.replica !== null && this.meter.running) this.replica.router.set.finished(this.replica.state, this.meter.elapsed(), true);
     this.replica = null;
   }
 
+  /** The client disconnected: give the server back if it is clean, else close it. */
   clientGone(): void {
     this.cancelCheckout?.();
     this.cancelCheckout = null;
@@ -383,7 +383,7 @@ export class TransactionRelay {
   /** A unit of work (transaction, or autocommit statements up to ReadyForQuery 'I') starts on `server`. */
   private beginUnit(): void {
     this.meter.start();
-    // Counted per unit, so that each start on a replica is matched by one finish (endUnit or clientGone).
+    // Counted per unit, so that each start on a replica is matched by one finish (endUnit, serverLost or clientGone).
     if (this.replica !== null) this.replica.router.set.started(this.replica.state);
     this.messages.pure = this.unitBinding !== null;
     const server = this.session.server;
