@@ -11,6 +11,7 @@ import { LocalAnswers } from './local-answers.js';
 import { SharedUnits } from './shared-units.js';
 import { UnitMeter } from './unit-meter.js';
 import { requestConnection } from './connection-request.js';
+import { ReplicaUnit } from './replica-unit.js';
 import type { ReadTarget } from '../routing/router.js';
 
 /** A unit over the pipelining limit waits for a slot up to this many times pool.shareBelow. */
@@ -52,8 +53,8 @@ export class TransactionRelay {
   private unitPool: Pool;
   /** DISCARD ALL, DEALLOCATE and plain transaction control answered without a server. */
   private readonly local: LocalAnswers;
-  /** The replica running the current unit (null: the primary). */
-  private replica: ReadTarget | null = null;
+  /** The replica running the current unit, if any. */
+  private readonly replica = new ReplicaUnit();
   /** A read unit waiting for the client's shared units to finish, and its replica. */
   private waitingTarget: ReadTarget | null = null;
 
@@ -99,7 +100,7 @@ export class TransactionRelay {
   message(type: number, buf: Buffer, start: number, end: number): void {
     checkMessage(type, end - start);
     const server = this.session.server;
-    if (server !== null && this.held.length === 0 && this.replica?.autocommit !== true) {
+    if (this.sendsNow(server)) {
       this.dispatch(server, type, buf, start, end);
       return;
     }
@@ -124,7 +125,7 @@ export class TransactionRelay {
       return;
     }
     this.largeRemaining = true;
-    if (server !== null && this.held.length === 0) this.dispatchLargeStart(server, type, total, head);
+    if (this.sendsNow(server)) this.dispatchLargeStart(server, type, total, head);
     else this.hold({ kind: 'largeStart', type, buf: head, start: 0, end: head.length, total, last: false });
   }
 
@@ -148,11 +149,16 @@ export class TransactionRelay {
     }
     if (status === TxStatus.Idle && this.meter.running && server.pending.length === 0) this.endUnit();
     if (!this.transactionMode) return;
-    // After autocommit reads on a replica, what the client sent meanwhile is routed anew.
-    const readsDone = this.replica?.autocommit === true;
+    if (!proxyOwn) this.replica.answered();
+    // After autocommit reads or a transaction on a replica, what the client sent meanwhile is routed anew.
+    const readsDone = this.replica.done(status);
+    if (this.replica.active && !readsDone && !proxyOwn && this.held.length > 0) {
+      this.replayHeld(server, this.held.firstRequestLength());
+      return;
+    }
     if (server.isIdle && (this.held.length === 0 || readsDone) && !this.largeRemaining) {
       this.session.server = null;
-      this.replica = null;
+      this.replica.use(null);
       if (this.messages.serverStatementsStale) {
         this.messages.serverStatementsStale = false;
         this.unitPool.destroy(server);
@@ -163,8 +169,8 @@ export class TransactionRelay {
 
   /** The server connection under the client's unit was lost (the client is failed next): a replica's unit failed. */
   serverLost(): void {
-    if (this.replica !== null && this.meter.running) this.replica.router.set.finished(this.replica.state, this.meter.elapsed(), true);
-    this.replica = null;
+    if (this.meter.running) this.replica.unitEnded(this.meter.elapsed(), true);
+    this.replica.use(null);
   }
 
   /** The client disconnected: give the server back if it is clean, else close it. */
@@ -178,8 +184,8 @@ export class TransactionRelay {
     if (server === null) return;
     this.session.server = null;
     // A unit that ended was counted then (endUnit); only one still running is counted here.
-    if (this.replica !== null && this.meter.running) this.replica.router.set.finished(this.replica.state, this.meter.elapsed(), server.isClosed);
-    this.replica = null;
+    if (this.meter.running) this.replica.unitEnded(this.meter.elapsed(), server.isClosed);
+    this.replica.use(null);
     if (server.isIdle && !this.largeRemaining && !this.messages.serverStatementsStale) this.unitPool.release(server, !this.transactionMode);
     else this.unitPool.destroy(server);
   }
@@ -324,10 +330,10 @@ export class TransactionRelay {
         return;
       }
       this.unitPool = pool;
-      this.replica = target;
+      this.replica.use(target);
       this.attach(conn);
       this.local.sendDeferredBegin(conn);
-      this.replayHeld(conn, target?.autocommit === true ? target.length : this.held.length);
+      this.replayHeld(conn, target === null ? this.held.length : target.autocommit ? target.length : this.held.firstRequestLength());
     });
   }
 
@@ -373,7 +379,13 @@ export class TransactionRelay {
   /** Sends a client message; the first one on an exclusive server connection starts a unit of work. */
   private dispatch(server: ServerConnection, type: number, buf: Buffer, start: number, end: number): void {
     if (!this.meter.running && server === this.session.server && type !== Frontend.Terminate) this.beginUnit();
+    this.replica.sent(type);
     this.messages.dispatch(server, type, buf, start, end);
+  }
+
+  /** Messages go straight to the server: one is attached, nothing waits ahead of them, and no replica unit needs an answer first. */
+  private sendsNow(server: ServerConnection | null): server is ServerConnection {
+    return server !== null && this.held.length === 0 && !this.replica.holdsMessages;
   }
 
   private dispatchLargeStart(server: ServerConnection, type: number, total: number, head: Buffer): void {
@@ -383,8 +395,8 @@ export class TransactionRelay {
   /** A unit of work (transaction, or autocommit statements up to ReadyForQuery 'I') starts on `server`. */
   private beginUnit(): void {
     this.meter.start();
-    // Counted per unit, so that each start on a replica is matched by one finish (endUnit, serverLost or clientGone).
-    if (this.replica !== null) this.replica.router.set.started(this.replica.state);
+    // Each start on a replica is matched by one end: endUnit, serverLost or clientGone.
+    this.replica.unitStarted();
     this.messages.pure = this.unitBinding !== null;
     const server = this.session.server;
     if (server !== null && !server.shared) server.bindingInPlace = null;
@@ -392,7 +404,7 @@ export class TransactionRelay {
 
   private endUnit(): void {
     const ms = this.meter.end(this.unitPool.backendName);
-    if (this.replica !== null) this.replica.router.set.finished(this.replica.state, ms, false);
+    this.replica.unitEnded(ms, false);
     const server = this.session.server;
     if (server !== null) {
       // Purity is followed for units whose binding may outlive them (tenant sessions) only; any other

@@ -67,6 +67,12 @@ export class HeldMessages {
     return all.slice(0, count);
   }
 
+  /** How many held entries the first request answered with ReadyForQuery spans (all of them when none is held whole). */
+  firstRequestLength(): number {
+    const i = this.held.findIndex((h) => h.kind === 'message' && endsInReadyForQuery(h.type));
+    return i === -1 ? this.held.length : i + 1;
+  }
+
   /** What was taken out has gone on: the client may send more. */
   resumeInput(): void {
     if (!this.paused) return;
@@ -78,6 +84,11 @@ export class HeldMessages {
 /** Messages that end a unit the server answers: after them the client waits. */
 export function endsUnit(type: number): boolean {
   return type === Frontend.Query || type === Frontend.Sync || type === Frontend.Flush || type === Frontend.FunctionCall;
+}
+
+/** Requests the server answers with ReadyForQuery. */
+export function endsInReadyForQuery(type: number): boolean {
+  return type === Frontend.Query || type === Frontend.Sync || type === Frontend.FunctionCall;
 }
 
 /** What a client that can get no server connection is told. */

@@ -10,6 +10,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { configSchema } from '../../src/config/schema.js';
 import type { Proxy } from '../../src/proxy/proxy.js';
 import { startProxyWith } from '../harness/proxy.js';
+import { RawClient, startupPacket } from '../harness/raw-client.js';
+import { Frontend } from '../../src/protocol/codes.js';
+import { msg, query, SYNC } from '../../src/protocol/messages.js';
 import { startCluster, type Cluster } from '../harness/replication.js';
 import { slowLink, type SlowLink } from '../harness/slow-link.js';
 
@@ -62,7 +65,7 @@ beforeAll(async () => {
         readRouting: { healthInterval: HEALTH_INTERVAL },
       },
     },
-    users: { app: { password: 'pw' }, reporter: { password: 'pw', readOnly: true } },
+    users: { app: { password: 'pw' }, reporter: { password: 'pw', readOnly: true }, pipeliner: {} },
     admin: { port: 0, users: ['app'] },
     pool: { mode: 'transaction', size: 8 },
   });
@@ -206,5 +209,37 @@ describe('read routing', () => {
     await slow;
     await sleep(100);
     expect(await inflight()).toBe(0);
+  });
+  it('sends a write pipelined right after a replica transaction\'s COMMIT to the primary', async () => {
+    // Four simple queries in one packet, as a pipelining client sends them: the INSERT comes after
+    // the read-only transaction's end, so it is a unit of its own and must not reach the replica.
+    const raw = new RawClient(proxy.port);
+    await raw.connected();
+    raw.write(startupPacket({ user: 'pipeliner', database: 'shop' }));
+    await raw.waitFor('Z');
+    raw.messages.length = 0;
+    // Inside the transaction, an extended-protocol request too (Parse/Bind/Execute/Sync).
+    const extended = Buffer.concat([
+      msg(Frontend.Parse).str('').str('select inet_server_port()::text as port').i16(0).done(),
+      msg(Frontend.Bind).str('').str('').i16(0).i16(0).i16(0).done(),
+      msg(Frontend.Execute).str('').i32(0).done(),
+      SYNC,
+    ]);
+    raw.write(Buffer.concat([
+      query('begin read only'),
+      query('select inet_server_port()::text as port'),
+      extended,
+      query('commit'),
+      query("insert into items (v) values ('pipelined') returning inet_server_port()::text as port"),
+    ]));
+    expect(await raw.waitUntil(() => raw.messages.filter((m) => m.type === 'Z').length === 5, 5000)).toBe(true);
+    raw.destroy();
+    expect(raw.messages.filter((m) => m.type === 'E')).toEqual([]);
+    expect(raw.messages.filter((m) => m.type === 'Z').map((m) => String.fromCharCode(m.body[0]))).toEqual(['T', 'T', 'T', 'I', 'I']);
+    // DataRow: int16 column count, int32 length, then the text.
+    const ports = raw.messages.filter((m) => m.type === 'D').map((m) => Number(m.body.toString('utf8', 6)));
+    expect(cluster.replicas.map((r) => r.port)).toContain(ports[0]);
+    expect(ports[1]).toBe(ports[0]);
+    expect(ports[2]).toBe(cluster.primary.port);
   });
 });
