@@ -79,7 +79,11 @@ async function waitActive(marker: string): Promise<number> {
       [marker],
     );
     if (r.rows.length > 0) return r.rows[0].pid;
-    if (performance.now() > deadline) throw new Error(`no active statement with ${marker} after 5 s`);
+    if (performance.now() > deadline) {
+      // Whether it ran and ended already (a stray cancel?) or never reached the server (a stall).
+      const seen = await admin.query<{ state: string }>("select state from pg_stat_activity where pid <> pg_backend_pid() and strpos(query, $1) > 0", [marker]);
+      throw new Error(`no active statement with ${marker} after 5 s (sessions whose last statement it is: ${JSON.stringify(seen.rows.map((x) => x.state))})`);
+    }
     await new Promise((res) => setTimeout(res, 10));
   }
 }
