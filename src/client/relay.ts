@@ -169,7 +169,12 @@ export class TransactionRelay {
 
   /** The server connection under the client's unit was lost (the client is failed next): a replica's unit failed. */
   serverLost(): void {
-    if (this.meter.running) this.replica.unitEnded(this.meter.elapsed(), true);
+    this.leaveReplica(true);
+  }
+
+  /** A unit still running on a replica ends here (one that ended was counted by endUnit); `failed`: its connection is lost. */
+  private leaveReplica(failed: boolean): void {
+    if (this.meter.running) this.replica.unitEnded(this.meter.elapsed(), failed);
     this.replica.use(null);
   }
 
@@ -183,9 +188,7 @@ export class TransactionRelay {
     const server = this.session.server;
     if (server === null) return;
     this.session.server = null;
-    // A unit that ended was counted then (endUnit); only one still running is counted here.
-    if (this.meter.running) this.replica.unitEnded(this.meter.elapsed(), server.isClosed);
-    this.replica.use(null);
+    this.leaveReplica(server.isClosed);
     if (server.isIdle && !this.largeRemaining && !this.messages.serverStatementsStale) this.unitPool.release(server, !this.transactionMode);
     else this.unitPool.destroy(server);
   }

@@ -83,7 +83,7 @@ export class HeldMessages {
 
 /** Messages that end a unit the server answers: after them the client waits. */
 export function endsUnit(type: number): boolean {
-  return type === Frontend.Query || type === Frontend.Sync || type === Frontend.Flush || type === Frontend.FunctionCall;
+  return endsInReadyForQuery(type) || type === Frontend.Flush;
 }
 
 /** Requests the server answers with ReadyForQuery. */
@@ -119,7 +119,7 @@ export function failWithoutServer(client: UnservedClient, err: PgError, held: re
   }
   let answered = false;
   for (const h of held) {
-    if (h.kind === 'message' && (h.type === Frontend.Sync || h.type === Frontend.Query || h.type === Frontend.FunctionCall)) {
+    if (h.kind === 'message' && endsInReadyForQuery(h.type)) {
       if (!answered) client.fail(err);
       answered = true;
       client.send(readyForQuery(TxStatus.Idle));
